@@ -1,0 +1,1 @@
+"""Street networks from OpenStreetMap, the semantic address partition and the GPS labeler."""
