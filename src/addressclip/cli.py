@@ -18,6 +18,9 @@ from addressclip.errors import AddressclipError
 # Explicit registry (order = order in --help).
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, e.g. "build",
+    "addressbook",
+    "build",
+    "validate",
 )
 
 

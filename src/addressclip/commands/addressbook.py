@@ -1,0 +1,98 @@
+"""`addressclip addressbook`: partition an OSM extract into sub-street addresses; save the book and a map."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+WORLDS = ("helsinki", "karhula")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "addressbook",
+        help="build the sub-street AddressBook of an OSM extract (+ map PNG)",
+        description=(
+            "Cut the named streets of an OpenStreetMap extract into sub-streets at their junctions, name "
+            "them 'Main & Cross, Neighbourhood', and write OUT/addressbook.parquet, OUT/summary.json and "
+            "OUT/map.png."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
+    source.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    rules = parser.add_argument_group(
+        "partition rules (defaults: addressclip.geo.addressbook.PartitionConfig)"
+    )
+    rules.add_argument(
+        "--min-gap-m", type=float, help="drop junctions closer than this to the previous cut (35)"
+    )
+    rules.add_argument(
+        "--highway",
+        metavar="CLASSES",
+        help="comma-separated OSM highway classes counted as streets (default: osm.DEFAULT_HIGHWAY_CLASSES)",
+    )
+    rules.add_argument("--max-cross-streets", type=int, choices=(1, 2), help="cross streets per address (2)")
+    rules.add_argument(
+        "--street-split-m", type=float, help="same-name pieces farther apart are different streets (100)"
+    )
+    rules.add_argument(
+        "--carriageway-snap-m", type=float, help="a junction also cuts parallel lines this close (35)"
+    )
+    rules.add_argument(
+        "--neighbourhoods", choices=("auto", "places"), help="admin areas then place nodes, or places only"
+    )
+    parser.add_argument("--no-map", action="store_true", help="skip the map PNG")
+    parser.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace):
+    from addressclip.geo.addressbook import PartitionConfig
+
+    values: dict[str, object] = {}
+    if args.highway is not None:
+        classes = tuple(c.strip() for c in args.highway.split(",") if c.strip())
+        values["highway_classes"] = classes
+    for option, key in (
+        ("min_gap_m", "min_gap_m"),
+        ("max_cross_streets", "max_cross_streets"),
+        ("street_split_m", "street_split_m"),
+        ("carriageway_snap_m", "carriageway_snap_m"),
+        ("neighbourhoods", "neighbourhood_source"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            values[key] = value
+    return PartitionConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from addressclip.atomic import write_text_atomic
+    from addressclip.geo.addressbook import AddressBook
+    from addressclip.resources import bundled_extract
+
+    config = _config(args)
+    path = bundled_extract(args.world) if args.world else args.osm
+    started = time.perf_counter()
+    book = AddressBook.from_osm(path, config)
+    seconds = time.perf_counter() - started
+    table_path = book.save(args.out)
+    summary = book.summary() | {"source": str(path), "build_seconds": round(seconds, 3)}
+    write_text_atomic(args.out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print(f"{book!r} from {path} in {seconds:.2f} s")
+    print(f"  neighbourhoods: {', '.join(f'{k} ({v})' for k, v in summary['neighbourhoods'].items()) or '-'}")
+    lengths = summary["length_m"]
+    print(
+        f"  sub-street length m: min {lengths['min']}, median {lengths['median']}, max {lengths['max']}; "
+        f"cross streets 0/1/2: {'/'.join(str(v) for v in summary['cross_streets'].values())}"
+    )
+    print(f"  wrote {table_path} and {args.out / 'summary.json'}")
+    if not args.no_map:
+        title = args.world.title() if args.world else Path(path).name
+        map_path = book.plot(args.out / "map.png", title=title)
+        print(f"  wrote {map_path}")
+    return 0

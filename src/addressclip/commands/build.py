@@ -1,0 +1,107 @@
+"""`addressclip build`: turn geotagged images (+ an OSM extract) into a dataset folder with a manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+FORMATS = ("cosplace", "json", "csv", "exif")
+WORLDS = ("helsinki", "karhula")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="build a dataset (manifest + address book) from geotagged images",
+        description=(
+            "Read geotagged images, label each with its sub-street address from an OpenStreetMap "
+            "extract (or take the addresses from an annotation JSON), split by capture location and "
+            "write OUT/manifest.parquet, OUT/addressbook/ and OUT/build_report.json."
+        ),
+    )
+    source = parser.add_argument_group("input")
+    source.add_argument("--format", required=True, choices=FORMATS, help="how the images carry their GPS")
+    source.add_argument("--images", required=True, type=Path, metavar="DIR", help="image root folder")
+    source.add_argument("--json", type=Path, metavar="FILE", help="annotation JSON (format json)")
+    source.add_argument(
+        "--csv", type=Path, metavar="FILE", help="CSV path,lat,lon[,...] (format csv; GPS for format json)"
+    )
+    source.add_argument(
+        "--paths-list",
+        type=Path,
+        metavar="FILE",
+        help="sidecar list of image paths, read instead of globbing",
+    )
+    source.add_argument("--gps-from-exif", action="store_true", help="format json: GPS from the images' EXIF")
+    source.add_argument(
+        "--street-pattern",
+        metavar="REGEX",
+        help="format json: regex giving the street key (group 'street'); default: text before ' & ' or ','",
+    )
+    source.add_argument("--street-template", metavar="TEXT", help="format json: e.g. '{street}, {hood}'")
+    osm = parser.add_mutually_exclusive_group()
+    osm.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
+    osm.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
+    labels = parser.add_argument_group("labels")
+    labels.add_argument(
+        "--addresses",
+        choices=("osm", "given"),
+        help="where addresses come from (default: 'given' for json, else 'osm')",
+    )
+    labels.add_argument("--max-dist-m", type=float, default=30.0, help="max distance to a street (30)")
+    labels.add_argument(
+        "--min-points", type=int, default=5, help="merge sub-streets with fewer capture locations (5)"
+    )
+    labels.add_argument(
+        "--min-gap-m", type=float, help="drop street cuts closer than this (partition default)"
+    )
+    splits = parser.add_argument_group("splits")
+    splits.add_argument("--split-ratios", default="0.8,0.1,0.1", metavar="T,V,T", help="(0.8,0.1,0.1)")
+    splits.add_argument("--seed", type=int, default=0)
+    splits.add_argument("--split-mode", choices=("location", "block"), default="location")
+    splits.add_argument("--block-m", type=float, default=200.0, help="grid size for --split-mode block (200)")
+    splits.add_argument(
+        "--resplit", action="store_true", help="ignore a split given by the folder layout/CSV"
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output dataset folder")
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record instead of skipping"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from addressclip.data.build import build_dataset
+    from addressclip.data.splits import SplitConfig, parse_ratios
+
+    split = SplitConfig(
+        ratios=parse_ratios(args.split_ratios),
+        seed=args.seed,
+        mode=args.split_mode,
+        block_m=args.block_m,
+        resplit=args.resplit,
+    )
+    report = build_dataset(
+        args.format,
+        args.images,
+        args.out,
+        osm=args.osm,
+        world=args.world,
+        json_path=args.json,
+        csv_path=args.csv,
+        paths_list=args.paths_list,
+        gps_from_exif=args.gps_from_exif,
+        street_pattern=args.street_pattern,
+        street_template=args.street_template,
+        addresses=args.addresses,
+        max_dist_m=args.max_dist_m,
+        min_points=args.min_points,
+        min_gap_m=args.min_gap_m,
+        split=split,
+        strict=args.strict,
+        progress=not args.no_progress,
+    )
+    for line in report.summary_lines():
+        print(line)
+    return 0

@@ -1,0 +1,392 @@
+"""The manifest: one parquet file per dataset, one row per image, the contract between data and model.
+
+Everything downstream (training, evaluation, baselines, the benchmark) reads images and labels only
+through a manifest, so its schema is fixed here and checked by `validate_manifest`. The images'
+root folder and the AddressBook folder are stored as paths *relative to the manifest* in the parquet
+key-value metadata, so a dataset folder can be moved or copied as a whole.
+
+Extra columns (e.g. `role`, `address_alt`, `pano_id`) are allowed and kept after the standard ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from addressclip.atomic import atomic_path
+from addressclip.errors import AddressclipError, InputError
+
+SCHEMA_VERSION = "1"
+META_IMAGE_ROOT = "addressclip.image_root"
+META_ADDRESSBOOK = "addressclip.addressbook"
+META_SCHEMA_VERSION = "addressclip.schema_version"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+# Largest allowed distance between the stored UTM position and the one projected from lat/lon.
+UTM_TOLERANCE_M = 5.0
+# Problems about many rows list this many examples.
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    arrow_type: pa.DataType
+    nullable: bool
+    meaning: str
+
+
+MANIFEST_SCHEMA: tuple[ColumnSpec, ...] = (
+    ColumnSpec("path", pa.string(), False, "image path relative to image_root"),
+    ColumnSpec("lat", pa.float64(), False, "WGS84 latitude, degrees"),
+    ColumnSpec("lon", pa.float64(), False, "WGS84 longitude, degrees"),
+    ColumnSpec("utm_e", pa.float64(), False, "UTM easting, metres"),
+    ColumnSpec("utm_n", pa.float64(), False, "UTM northing, metres"),
+    ColumnSpec("utm_zone", pa.string(), False, "UTM zone, e.g. '35V'"),
+    ColumnSpec("heading", pa.float32(), True, "degrees clockwise from north"),
+    ColumnSpec("location_id", pa.string(), False, "capture point, shared by all its views"),
+    ColumnSpec("address_id", pa.string(), False, "sub-street class id"),
+    ColumnSpec("address", pa.string(), False, "'Main & Cross, Neighbourhood' (or as annotated)"),
+    ColumnSpec("street_id", pa.string(), False, "street-level class id"),
+    ColumnSpec("street", pa.string(), False, "street-level key for SA-k"),
+    ColumnSpec("neighbourhood", pa.string(), True, "neighbourhood name"),
+    ColumnSpec("caption", pa.string(), True, "scene caption (training only)"),
+    ColumnSpec("split", pa.string(), False, "'train' / 'val' / 'test'"),
+)
+MANIFEST_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in MANIFEST_SCHEMA)
+_SPEC_BY_NAME = {spec.name: spec for spec in MANIFEST_SCHEMA}
+
+
+class ManifestError(AddressclipError):
+    """A manifest frame that does not fit the schema (raised before anything is written)."""
+
+
+@dataclass
+class Manifest:
+    """A read manifest: the frame plus the absolute folders its metadata points to."""
+
+    path: Path
+    frame: pd.DataFrame
+    image_root: Path
+    addressbook_dir: Path | None
+    schema_version: str = SCHEMA_VERSION
+
+    def image_path(self, relative: str) -> Path:
+        return self.image_root / relative
+
+    def split(self, name: str) -> pd.DataFrame:
+        """Rows of one split ('train', 'val' or 'test'), index reset."""
+        return self.frame[self.frame["split"] == name].reset_index(drop=True)
+
+
+def _relative_to_manifest(folder: str | os.PathLike[str], manifest_path: Path) -> str:
+    target = Path(folder).resolve()
+    base = manifest_path.resolve().parent
+    try:
+        return Path(os.path.relpath(target, base)).as_posix()
+    except ValueError:  # different drive (Windows): fall back to the absolute path
+        return target.as_posix()
+
+
+def arrow_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    fields = [pa.field(s.name, s.arrow_type, nullable=s.nullable) for s in MANIFEST_SCHEMA]
+    if extra is not None:
+        fields.extend(f for f in extra if f.name not in _SPEC_BY_NAME)
+    return pa.schema(fields)
+
+
+def frame_to_table(frame: pd.DataFrame, check: bool = True) -> pa.Table:
+    """Arrow table with the manifest schema; raises ManifestError on missing columns or bad values.
+
+    With `check=False` only the columns and their types are enforced (not nulls, ranges, coverage).
+    """
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"manifest frame lacks column(s) {', '.join(missing)}")
+    problems = frame_problems(frame) if check else []
+    if problems:
+        raise ManifestError(f"manifest frame is invalid: {problems[0]} ({len(problems)} problem(s))")
+    extra_names = [c for c in frame.columns if c not in _SPEC_BY_NAME]
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    for spec in MANIFEST_SCHEMA:
+        arrays.append(_column_array(frame[spec.name], spec))
+        fields.append(pa.field(spec.name, spec.arrow_type, nullable=spec.nullable))
+    for name in extra_names:
+        try:
+            array = pa.array(_python_values(frame[name]), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ManifestError(f"extra manifest column '{name}' cannot be stored ({error})") from None
+        arrays.append(array)
+        fields.append(pa.field(str(name), array.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _python_values(series: pd.Series) -> object:
+    if pd.api.types.is_string_dtype(series.dtype) or series.dtype == object:
+        return [None if _is_missing(v) else v for v in series.tolist()]
+    return series.to_numpy()
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _column_array(series: pd.Series, spec: ColumnSpec) -> pa.Array:
+    try:
+        if pa.types.is_string(spec.arrow_type):
+            return pa.array(
+                [None if _is_missing(v) else str(v) for v in series.tolist()], type=spec.arrow_type
+            )
+        values = pd.to_numeric(series, errors="raise").to_numpy(dtype="float64")
+        return pa.array(values, type=pa.float64(), from_pandas=True).cast(spec.arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as error:
+        raise ManifestError(
+            f"manifest column '{spec.name}' cannot be stored as {spec.arrow_type} ({error})"
+        ) from None
+
+
+def write_manifest(
+    frame: pd.DataFrame,
+    path: str | os.PathLike[str],
+    image_root: str | os.PathLike[str],
+    addressbook_dir: str | os.PathLike[str] | None = None,
+    *,
+    check: bool = True,
+) -> Path:
+    """Write `frame` as a manifest parquet, atomically (a reader never sees half a file).
+
+    The frame is checked first with the same rules as `validate_manifest` except the files on disk
+    (types, nulls, split values, coordinate ranges, UTM consistency, duplicate paths, one address
+    per address_id, val/test addresses present in train); a bad frame raises ManifestError and
+    nothing is written. `check=False` skips the value rules (for deliberately partial manifests,
+    e.g. a test-only set for zero-shot evaluation); `validate_manifest` will still report them.
+    """
+    path = Path(path)
+    table = frame_to_table(frame, check=check)
+    metadata = dict(table.schema.metadata or {})
+    metadata[META_SCHEMA_VERSION.encode()] = SCHEMA_VERSION.encode()
+    metadata[META_IMAGE_ROOT.encode()] = _relative_to_manifest(image_root, path).encode()
+    if addressbook_dir is not None:
+        metadata[META_ADDRESSBOOK.encode()] = _relative_to_manifest(addressbook_dir, path).encode()
+    table = table.replace_schema_metadata(metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def _read_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise InputError(path, None, "manifest not found" if not path.exists() else "not a file")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(path, None, f"not a readable parquet manifest ({error})") from None
+
+
+def _metadata(table: pa.Table) -> dict[str, str]:
+    raw = table.schema.metadata or {}
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest; folders from its metadata are resolved against the manifest's folder."""
+    path = Path(path)
+    table = _read_table(path)
+    metadata = _metadata(table)
+    version = metadata.get(META_SCHEMA_VERSION)
+    if version is None:
+        raise InputError(path, META_SCHEMA_VERSION, "missing metadata key: not an addressclip manifest")
+    if version != SCHEMA_VERSION:
+        raise InputError(
+            path, META_SCHEMA_VERSION, f"schema version {version} (this addressclip reads {SCHEMA_VERSION})"
+        )
+    if META_IMAGE_ROOT not in metadata:
+        raise InputError(path, META_IMAGE_ROOT, "missing metadata key")
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+    if missing:
+        raise InputError(path, missing[0], f"missing column(s) {', '.join(missing)}")
+    base = path.resolve().parent
+    image_root = (base / metadata[META_IMAGE_ROOT]).resolve()
+    book = metadata.get(META_ADDRESSBOOK)
+    addressbook_dir = (base / book).resolve() if book else None
+    frame = table.to_pandas()
+    return Manifest(path, frame, image_root, addressbook_dir, version)
+
+
+def _rows(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r) for r in rows[:MAX_EXAMPLES])
+    more = f", … {len(rows) - MAX_EXAMPLES} more" if len(rows) > MAX_EXAMPLES else ""
+    return f"rows {shown}{more}"
+
+
+def _examples(values: list[str]) -> str:
+    shown = ", ".join(repr(v) for v in values[:MAX_EXAMPLES])
+    return shown + (f", … {len(values) - MAX_EXAMPLES} more" if len(values) > MAX_EXAMPLES else "")
+
+
+def frame_problems(frame: pd.DataFrame) -> list[str]:
+    """Schema-level problems of a manifest frame (everything except files on disk)."""
+    problems: list[str] = []
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        return [f"missing column(s): {', '.join(missing)}"]
+    for spec in MANIFEST_SCHEMA:
+        column = frame[spec.name]
+        nulls = column.isna().to_numpy()
+        if not spec.nullable and nulls.any():
+            problems.append(f"column '{spec.name}': {int(nulls.sum())} null value(s) ({_rows(nulls)})")
+        if pa.types.is_string(spec.arrow_type):
+            bad = np.array([not (_is_missing(v) or isinstance(v, str)) for v in column.tolist()], dtype=bool)
+            if bad.any():
+                problems.append(f"column '{spec.name}': {int(bad.sum())} non-string value(s) ({_rows(bad)})")
+            elif not spec.nullable:
+                empty = np.array([isinstance(v, str) and not v.strip() for v in column.tolist()], dtype=bool)
+                if empty.any():
+                    problems.append(
+                        f"column '{spec.name}': {int(empty.sum())} empty string(s) ({_rows(empty)})"
+                    )
+        elif not pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            problems.append(f"column '{spec.name}': type {column.dtype}, expected {spec.arrow_type}")
+    if problems:
+        return problems
+    problems.extend(_value_problems(frame))
+    return problems
+
+
+def _value_problems(frame: pd.DataFrame) -> list[str]:
+    problems: list[str] = []
+    split = frame["split"].to_numpy(dtype=object)
+    bad_split = ~np.isin(split, SPLITS)
+    if bad_split.any():
+        values = sorted({str(v) for v in split[bad_split]})
+        problems.append(
+            f"column 'split': values {_examples(values)} not in {'/'.join(SPLITS)} ({_rows(bad_split)})"
+        )
+    duplicated = frame["path"].duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        paths = sorted(set(frame.loc[duplicated, "path"].tolist()))
+        problems.append(f"column 'path': {len(paths)} duplicate path(s): {_examples(paths)}")
+    lat = frame["lat"].to_numpy(dtype="float64")
+    lon = frame["lon"].to_numpy(dtype="float64")
+    bad_lat = ~((lat >= -90.0) & (lat <= 90.0))
+    bad_lon = ~((lon >= -180.0) & (lon <= 180.0))
+    if bad_lat.any():
+        problems.append(f"column 'lat': {int(bad_lat.sum())} value(s) outside [-90, 90] ({_rows(bad_lat)})")
+    if bad_lon.any():
+        problems.append(f"column 'lon': {int(bad_lon.sum())} value(s) outside [-180, 180] ({_rows(bad_lon)})")
+    heading = frame["heading"].to_numpy(dtype="float64")
+    bad_heading = ~np.isnan(heading) & ~((heading >= 0.0) & (heading <= 360.0))
+    if bad_heading.any():
+        problems.append(
+            f"column 'heading': {int(bad_heading.sum())} value(s) outside [0, 360] ({_rows(bad_heading)})"
+        )
+    if not (bad_lat.any() or bad_lon.any()):
+        problems.extend(_utm_problems(frame))
+    problems.extend(_label_problems(frame))
+    return problems
+
+
+def _utm_problems(frame: pd.DataFrame) -> list[str]:
+    """Stored UTM positions must agree with lat/lon projected in the stored zone."""
+    from addressclip.geo.utm import UtmProjection
+
+    problems: list[str] = []
+    for zone, rows in frame.groupby("utm_zone", sort=True).indices.items():
+        text = str(zone)
+        number, band = text[:-1], text[-1:].upper()
+        if (
+            not number.isdigit()
+            or not 1 <= int(number) <= 60
+            or band not in "CDEFGHJKLMNPQRSTUVWX"
+            or not band
+        ):
+            problems.append(f"column 'utm_zone': '{text}' is not a UTM zone like '35V' ({len(rows)} row(s))")
+            continue
+        projection = UtmProjection(int(number), band)
+        east, north = projection.to_utm(frame["lon"].to_numpy()[rows], frame["lat"].to_numpy()[rows])
+        error = np.hypot(east - frame["utm_e"].to_numpy()[rows], north - frame["utm_n"].to_numpy()[rows])
+        far = ~(error <= UTM_TOLERANCE_M)
+        if far.any():
+            mask = np.zeros(len(frame), dtype=bool)
+            mask[rows[far]] = True
+            problems.append(
+                f"columns 'utm_e'/'utm_n': {int(far.sum())} row(s) more than {UTM_TOLERANCE_M:g} m from "
+                f"lat/lon projected in zone {text} (worst {float(np.nanmax(error)):.1f} m; {_rows(mask)})"
+            )
+    return problems
+
+
+def _label_problems(frame: pd.DataFrame) -> list[str]:
+    problems: list[str] = []
+    per_id = frame.groupby("address_id", sort=True)["address"].nunique()
+    conflicting = per_id[per_id > 1].index.tolist()
+    if conflicting:
+        problems.append(
+            f"column 'address_id': {len(conflicting)} id(s) with more than one address: "
+            f"{_examples([str(c) for c in conflicting])}"
+        )
+    train_ids = set(frame.loc[frame["split"] == "train", "address_id"].tolist())
+    for split in ("val", "test"):
+        ids = frame.loc[frame["split"] == split, "address_id"]
+        unseen = sorted(set(ids.tolist()) - train_ids)
+        if unseen:
+            count = int(ids.isin(unseen).sum())
+            problems.append(
+                f"split '{split}': {len(unseen)} address_id(s) absent from train ({count} image(s)): "
+                f"{_examples([str(u) for u in unseen])}"
+            )
+    return problems
+
+
+def validate_manifest(path: str | os.PathLike[str], check_files: bool = True) -> list[str]:
+    """All problems of a manifest file, one line each (an empty list means it is valid)."""
+    path = Path(path)
+    try:
+        table = _read_table(path)
+    except InputError as error:
+        return [str(error)]
+    problems: list[str] = []
+    metadata = _metadata(table)
+    version = metadata.get(META_SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        problems.append(
+            f"metadata '{META_SCHEMA_VERSION}': "
+            + ("missing" if version is None else f"is {version}, expected {SCHEMA_VERSION}")
+        )
+    for name, arrow_field in (
+        (c, table.schema.field(c)) for c in MANIFEST_COLUMNS if c in table.column_names
+    ):
+        expected = _SPEC_BY_NAME[name].arrow_type
+        actual = arrow_field.type
+        if not (actual == expected or (pa.types.is_string(expected) and pa.types.is_large_string(actual))):
+            problems.append(f"column '{name}': type {actual}, expected {expected}")
+    frame = table.to_pandas()
+    problems.extend(frame_problems(frame))
+    base = path.resolve().parent
+    root_text = metadata.get(META_IMAGE_ROOT)
+    if root_text is None:
+        problems.append(f"metadata '{META_IMAGE_ROOT}': missing")
+    else:
+        image_root = (base / root_text).resolve()
+        if not image_root.is_dir():
+            problems.append(f"metadata '{META_IMAGE_ROOT}': folder {image_root} not found")
+        elif check_files and "path" in frame.columns:
+            problems.extend(_missing_file_problems(frame, image_root))
+    book = metadata.get(META_ADDRESSBOOK)
+    if book and not (base / book).is_dir():
+        problems.append(f"metadata '{META_ADDRESSBOOK}': folder {(base / book).resolve()} not found")
+    return problems
+
+
+def _missing_file_problems(frame: pd.DataFrame, image_root: Path) -> list[str]:
+    missing = [p for p in frame["path"].tolist() if isinstance(p, str) and not (image_root / p).is_file()]
+    if not missing:
+        return []
+    return [f"column 'path': {len(missing)} image file(s) not found under {image_root}: {_examples(missing)}"]
