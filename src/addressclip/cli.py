@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "build",
     "validate",
     "render",
+    "train",
+    "pretrain",
 )
 
 

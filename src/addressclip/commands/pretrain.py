@@ -1,0 +1,33 @@
+"""`addressclip pretrain`: the caption-only "street CLIP" stage that AddressCLIP and the baselines
+start from (images of the train split and of `pretrain.extra_data`; never the evaluation split)."""
+
+from __future__ import annotations
+
+import argparse
+
+from addressclip.commands.train import add_run_arguments, format_metrics, load_run_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="train the caption-only street CLIP (cached by its parameters)",
+        description="Contrastive image-caption pretraining without address text. The result is cached "
+        "in out=DIR (default runs/pretrain/<fingerprint>) and reused when the parameters match; "
+        "start AddressCLIP from it with model.init=DIR/model.pt.",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="retrain even if a matching result exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from addressclip.train.pretrain import run_pretraining
+
+    config = load_run_config(args)
+    result, reused = run_pretraining(config, resume=args.resume, force=args.force)
+    state = "reused" if reused else f"trained, {result.steps} steps, {result.seconds:.0f} s"
+    print(f"street CLIP: {result.model_path}  ({state})")
+    print(f"zero-shot on val: {format_metrics(result.final_val)}")
+    print(f"zero-shot on test: {format_metrics(result.test)}")
+    return 0

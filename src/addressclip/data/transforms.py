@@ -1,0 +1,87 @@
+"""Image preprocessing: decode once to a square uint8 tensor, normalise per batch, light augmentation.
+
+Decoding follows open_clip's evaluation transform (resize the shorter side, centre crop) so that a
+cached uint8 image, normalised with the model's mean/std, is what open_clip's own preprocess would
+give. Augmentation works on whole uint8 batches with a random generator seeded per sample from
+(seed, epoch, sample index): the same sample gets the same crop whatever the batch, the rank or a
+resume, which the exact-resume and DDP-equivalence guarantees rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from addressclip.errors import InputError
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def decode_square(path: str | Path, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """(3, size, size) uint8: shorter side resized to `size`, centre-cropped (open_clip's eval view)."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+            image = image.convert("RGB")
+            width, height = image.size
+            scale = size / min(width, height)
+            new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+            image = image.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
+            left, top = (new_w - size) // 2, (new_h - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as error:
+        raise InputError(path, None, f"cannot decode image ({error})") from None
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+class Normalizer:
+    """uint8 (B, 3, H, W) -> float (B, 3, H, W) with the model's mean/std, on the target device."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+
+    def __call__(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        images = images.to(device, non_blocking=True).float()
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + int(index))
+    return generator
+
+
+def augment_batch(
+    images: torch.Tensor,
+    indices: Sequence[int],
+    seed: int,
+    epoch: int,
+    min_scale: float = 0.7,
+    jitter: float = 0.2,
+) -> torch.Tensor:
+    """Random square crop (area scale in [min_scale, 1]) resized back, plus brightness/contrast
+    jitter; uint8 in, uint8 out. No flips: a mirrored street is another street."""
+    _, _, height, width = images.shape
+    out = torch.empty_like(images)
+    for row, index in enumerate(indices):
+        generator = sample_generator(seed, epoch, int(index))
+        draws = torch.rand(5, generator=generator).tolist()
+        scale = min_scale + (1.0 - min_scale) * draws[0]
+        side_h, side_w = max(1, round(height * scale**0.5)), max(1, round(width * scale**0.5))
+        top = int(draws[1] * (height - side_h + 1))
+        left = int(draws[2] * (width - side_w + 1))
+        crop = images[row : row + 1, :, top : top + side_h, left : left + side_w].float()
+        crop = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+        brightness = 1.0 + jitter * (2.0 * draws[3] - 1.0)
+        contrast = 1.0 + jitter * (2.0 * draws[4] - 1.0)
+        mean = crop.mean()
+        crop = (crop - mean) * contrast + mean * brightness
+        out[row] = crop.clamp(0, 255).round().to(torch.uint8)[0]
+    return out

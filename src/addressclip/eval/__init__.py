@@ -1,0 +1,1 @@
+"""Evaluation: the paper's SSA-k / SA-k accuracies (more in later issues)."""

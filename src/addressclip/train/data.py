@@ -1,0 +1,99 @@
+"""Which rows a stage trains and validates on.
+
+- address stage (`addressclip train`): the manifest's train split; validation on its val split; the
+  candidate set is every address of the manifest.
+- pretrain stage (`addressclip pretrain`): caption-only pairs from the manifest's `pretrain.splits`
+  (train only by default: never the evaluation split) plus every row of `pretrain.extra_data`
+  (e.g. the Karhula world); the street CLIP's zero-shot SSA-k is measured on the val split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from addressclip.config import RunConfig
+from addressclip.data.dataset import (
+    AddressDataset,
+    AddressVocabulary,
+    ManifestImages,
+    StackedImages,
+    split_rows,
+)
+from addressclip.data.manifest import read_manifest
+from addressclip.errors import ConfigError, InputError
+
+
+@dataclass
+class StageData:
+    train: AddressDataset
+    val: AddressDataset | None
+    test: AddressDataset | None
+    vocabulary: AddressVocabulary  # candidates for validation
+    manifests: list[Path]
+
+
+def _images(path: Path, frame: pd.DataFrame, image_root: Path, config: RunConfig, size: int, interp: str):
+    loader = config.loader
+    return ManifestImages(
+        path,
+        image_root,
+        list(frame["path"]),
+        size,
+        interp,
+        loader.image_cache,
+        loader.cache_dir,
+        config.train.progress,
+    )
+
+
+def load_stage_data(
+    config: RunConfig, stage: str, image_size: int, interpolation: str = "bicubic"
+) -> StageData:
+    if not config.data:
+        raise ConfigError("data=PATH/manifest.parquet is required")
+    main = read_manifest(config.data)
+    frame = main.frame.reset_index(drop=True)
+    images = _images(main.path, frame, main.image_root, config, image_size, interpolation)
+    vocabulary = AddressVocabulary.from_frame(frame)
+    val_rows = split_rows(frame, [config.loader.val_split])
+    val = AddressDataset(frame, images, val_rows, vocabulary) if len(val_rows) else None
+    test_rows = split_rows(frame, [config.loader.test_split])
+    test = AddressDataset(frame, images, test_rows, vocabulary) if len(test_rows) else None
+    if stage == "address":
+        rows = split_rows(frame, [config.loader.train_split])
+        if not len(rows):
+            raise InputError(main.path, "split", f"no rows with split '{config.loader.train_split}'")
+        train = AddressDataset(frame, images, rows, vocabulary, config.loss.caption_template)
+        return StageData(train, val, test, vocabulary, [main.path])
+
+    # pretrain: captions only, several manifests
+    parts = [(images, split_rows(frame, list(config.pretrain.splits)), frame, main.path)]
+    for held_out in (config.loader.val_split, config.loader.test_split):
+        if held_out in config.pretrain.splits:
+            raise ConfigError(
+                f"pretrain.splits includes the held-out split '{held_out}'; "
+                "the street CLIP must not see the images it is evaluated on"
+            )
+    for extra in config.pretrain.extra_data:
+        other = read_manifest(extra)
+        other_frame = other.frame.reset_index(drop=True)
+        other_images = _images(other.path, other_frame, other.image_root, config, image_size, interpolation)
+        parts.append((other_images, np.arange(len(other_frame)), other_frame, other.path))
+    combined = pd.concat([f.iloc[rows] for _, rows, f, _ in parts], ignore_index=True)
+    captions = combined["caption"]
+    if not captions.map(lambda c: isinstance(c, str) and bool(c.strip())).all():
+        first = next(p for _, rows, f, p in parts if f.iloc[rows]["caption"].isna().any())
+        raise InputError(first, "caption", "pretraining needs a caption on every image")
+    stacked = StackedImages([(imgs, rows) for imgs, rows, _, _ in parts])
+    train = AddressDataset(
+        combined,
+        stacked,
+        np.arange(len(combined)),
+        AddressVocabulary.from_frame(combined),
+        "{caption}",
+    )
+    return StageData(train, val, test, vocabulary, [p for _, _, _, p in parts])
