@@ -24,6 +24,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "render",
     "train",
     "pretrain",
+    "predict",
+    "export",
+    "serve",
 )
 
 

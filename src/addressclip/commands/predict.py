@@ -1,0 +1,159 @@
+"""`addressclip predict`: the addresses of photos (files or folders) from a checkpoint or bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+MAX_LISTED_SKIPS = 20
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
+    """Options shared by predict/export/serve: which model, which candidate addresses, which device."""
+    parser.add_argument(
+        flag,
+        dest="model",
+        required=True,
+        metavar="PATH",
+        help="a checkpoint (model.pt), a training run folder, or a bundle folder from `addressclip export`",
+    )
+    parser.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help="training manifest (default: the one recorded in the checkpoint); not needed for a bundle",
+    )
+    parser.add_argument(
+        "--addressbook", metavar="DIR", help="AddressBook folder (default: the manifest's, or the bundle's)"
+    )
+    parser.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="match against every sub-street of the AddressBook, not only the training addresses (open set)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice); 1 is often fastest for small models on a busy CPU",
+    )
+
+
+def load_predictor(args: argparse.Namespace, progress: bool = True):
+    import torch
+
+    from addressclip.errors import AddressclipError
+    from addressclip.serve.predictor import AddressPredictor
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise AddressclipError(f"--threads must be at least 1, not {args.threads}")
+        torch.set_num_threads(args.threads)
+    return AddressPredictor.from_checkpoint(
+        args.model,
+        device=args.device,
+        manifest=args.manifest,
+        addressbook=args.addressbook,
+        all_addresses=args.all_addresses,
+        progress=progress,
+    )
+
+
+def collect_images(paths: list[str]) -> tuple[list[Path], bool]:
+    """Files as given plus image files under folders (sorted); whether any folder was given."""
+    from addressclip.errors import InputError
+
+    found: list[Path] = []
+    any_folder = False
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            any_folder = True
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix.lower() in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(path, None, "not found")
+    return found, any_folder
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict the addresses of photos",
+        description="Rank the candidate addresses for each photo (files, or folders searched recursively). "
+        "Unreadable images are skipped and listed on stderr.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    add_model_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=5, help="addresses per photo (default: 5)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    parser.add_argument("--out", metavar="FILE", help="write the output here (atomically) instead of stdout")
+    parser.add_argument("--geometry", action="store_true", help="json: include each sub-street's GeoJSON")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from addressclip.atomic import write_text_atomic
+    from addressclip.errors import AddressclipError
+    from addressclip.serve.formatting import format_csv, format_json, format_table
+    from addressclip.serve.images import ImageRejected
+
+    if args.top_k < 1:
+        raise AddressclipError(f"--top-k must be at least 1, not {args.top_k}")
+    if args.batch_size < 1:
+        raise AddressclipError(f"--batch-size must be at least 1, not {args.batch_size}")
+    images, any_folder = collect_images(args.paths)
+    if not images:
+        raise AddressclipError(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {' '.join(args.paths)}"
+        )
+    predictor = load_predictor(args)
+    predictions = []
+    skipped: list[str] = []
+    batches = range(0, len(images), args.batch_size)
+    show = any_folder and len(images) > args.batch_size
+    for start in tqdm(batches, desc="predicting", unit="batch", disable=not show, file=sys.stderr):
+        pixels, names = [], []
+        for path in images[start : start + args.batch_size]:
+            try:
+                pixels.append(predictor.decode(path, str(path)))
+                names.append(str(path))
+            except ImageRejected as error:
+                skipped.append(str(error))
+        if pixels:
+            predictions.extend(predictor.predict_pixels(np.stack(pixels), args.top_k, names))
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(images)} file(s):", file=sys.stderr)
+        for line in skipped[:MAX_LISTED_SKIPS]:
+            print(f"  {line}", file=sys.stderr)
+        if len(skipped) > MAX_LISTED_SKIPS:
+            print(f"  ... {len(skipped) - MAX_LISTED_SKIPS} more", file=sys.stderr)
+    if not predictions:
+        raise AddressclipError(f"none of the {len(images)} file(s) could be read as an image")
+    if args.format == "json":
+        text = format_json(predictions, with_geometry=args.geometry)
+    elif args.format == "csv":
+        text = format_csv(predictions)
+    else:
+        text = format_table(predictions)
+    if args.out:
+        write_text_atomic(args.out, text)
+        print(f"wrote {len(predictions)} prediction(s) to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,182 @@
+"""Decode untrusted images into the model's square uint8 view, with limits a public service needs.
+
+The predictor and the REST service receive photos from strangers: files of any size, of any format
+PIL can parse (some of which, like EPS, would shell out on load), half-uploaded JPEGs and
+decompression bombs (a few KB that inflate to gigapixels). Every input goes through `square_pixels`,
+which checks the format against an allow-list and the pixel count from the header *before* decoding,
+and turns every failure into an `ImageRejected` whose `code` maps to an HTTP status.
+
+The geometry of the view (shorter side resized to the model's size, centre crop, JPEG draft
+decoding) is the one `addressclip.data.transforms.decode_square` gives training images, so that a
+photo predicted here is preprocessed exactly as the images the model was trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from addressclip.errors import InputError
+
+# Formats a street photo arrives in (PIL's JPEG opener also reads MPO, what many phone cameras write).
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+DEFAULT_MAX_PIXELS = 64_000_000  # a 48-MP phone photo passes; PIL's own bomb limit is ~89 MP
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+ImageSource = Union[Image.Image, str, os.PathLike, bytes, bytearray, memoryview]  # noqa: UP007 - runtime alias
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+# Rejection codes -> HTTP status used by the service.
+REJECTION_STATUS: dict[str, int] = {
+    "not_image": 415,
+    "unsupported_format": 415,
+    "corrupt_image": 422,
+    "too_many_pixels": 413,
+    "too_large": 413,
+    "bad_base64": 400,
+    "not_found": 400,
+}
+
+
+class ImageRejected(InputError):
+    """An input that is not a usable image; `code` says why (see REJECTION_STATUS)."""
+
+    def __init__(self, source: object, code: str, problem: str) -> None:
+        super().__init__(source, None, problem)
+        self.code = code
+
+    @property
+    def http_status(self) -> int:
+        return REJECTION_STATUS.get(self.code, 400)
+
+
+def source_name(source: ImageSource, index: int | None = None) -> str:
+    """How an input is named in results and errors: the path, or 'image N' for in-memory data."""
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    if isinstance(source, Image.Image) and getattr(source, "filename", ""):
+        return str(source.filename)
+    return f"image {index}" if index is not None else "image"
+
+
+def _open(data: bytes | Path, name: str, max_pixels: int) -> Image.Image:
+    """Open (header only) an allowed format and check its pixel count before anything is decoded."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    Image.init()  # register every plugin, so that the allow-list below names known openers
+    try:
+        image = Image.open(stream, formats=[f for f in SUPPORTED_FORMATS if f in Image.OPEN])
+    except UnidentifiedImageError:
+        raise _identify_failure(data, name) from None
+    except Image.DecompressionBombError:
+        raise ImageRejected(
+            name, "too_many_pixels", "image has too many pixels (decompression bomb guard)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:  # broken headers surface as any of these
+        raise ImageRejected(name, "corrupt_image", f"cannot read the image header ({error})") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        image.close()
+        raise ImageRejected(name, "corrupt_image", f"image has an empty size {width}x{height}")
+    if width * height > max_pixels:
+        image.close()
+        raise ImageRejected(
+            name,
+            "too_many_pixels",
+            f"image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,}",
+        )
+    return image
+
+
+def _identify_failure(data: bytes | Path, name: str) -> ImageRejected:
+    """Tell 'a format we refuse' from 'not an image at all' (header parsing only, nothing decoded)."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with Image.open(stream) as other:
+            found = other.format
+    except Exception:  # anything PIL cannot identify is simply not an image
+        found = None
+    if found:
+        allowed = ", ".join(SUPPORTED_FORMATS)
+        return ImageRejected(name, "unsupported_format", f"{found} images are not accepted (use {allowed})")
+    return ImageRejected(name, "not_image", "not an image (no known image format recognised)")
+
+
+def _read_path(path: Path, max_bytes: int) -> Path:
+    if not path.is_file():
+        raise ImageRejected(path, "not_found", "file not found" if not path.exists() else "not a file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageRejected(path, "too_large", f"file is {size:,} bytes, above the limit of {max_bytes:,}")
+    return path
+
+
+def to_square(
+    image: Image.Image, size: int, interpolation: str = "bicubic", draft: bool = True
+) -> np.ndarray:
+    """(3, size, size) uint8: shorter side resized to `size`, centre-cropped (as in training)."""
+    if draft:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, as training does
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    rgb = rgb.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    rgb = rgb.crop((left, top, left + size, top + size))
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def square_pixels(
+    source: ImageSource,
+    size: int,
+    interpolation: str = "bicubic",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode one input (PIL image, path or encoded bytes) to the model's (3, size, size) uint8 view.
+
+    Raises `ImageRejected` (an InputError naming the input) for anything that is not a usable image.
+    """
+    label = name or source_name(source)
+    if isinstance(source, Image.Image):
+        # An image the caller already opened: no draft (it would change the caller's object).
+        width, height = source.size
+        if width * height > max_pixels:
+            raise ImageRejected(
+                label, "too_many_pixels", f"image is {width}x{height}, above {max_pixels:,} pixels"
+            )
+        try:
+            return to_square(source, size, interpolation, draft=False)
+        except (OSError, ValueError) as error:
+            raise ImageRejected(label, "corrupt_image", f"cannot decode the image ({error})") from None
+    if isinstance(source, bytes | bytearray | memoryview):
+        data: bytes | Path = bytes(source)
+        if len(data) > max_bytes:
+            raise ImageRejected(
+                label, "too_large", f"image is {len(data):,} bytes, above the limit of {max_bytes:,}"
+            )
+        if not data:
+            raise ImageRejected(label, "not_image", "empty upload (0 bytes)")
+    elif isinstance(source, str | os.PathLike):
+        data = _read_path(Path(source), max_bytes)
+    else:
+        raise ImageRejected(label, "not_image", f"cannot read a {type(source).__name__} as an image")
+    image = _open(data, label, max_pixels)
+    try:
+        with image:
+            return to_square(image, size, interpolation)
+    except Image.DecompressionBombError:
+        raise ImageRejected(
+            label, "too_many_pixels", "image has too many pixels (decompression bomb guard)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        detail = str(error) or type(error).__name__
+        raise ImageRejected(label, "corrupt_image", f"truncated or corrupt image data ({detail})") from None

@@ -1,0 +1,533 @@
+"""`AddressPredictor`: photos in, ranked addresses with geometry and a GPS point out.
+
+    predictor = AddressPredictor.from_checkpoint("runs/demo/train/model.pt")   # or a bundle folder
+    [prediction] = predictor.predict(["photo.jpg"], top_k=5)
+    prediction.top.address, prediction.top.lat, prediction.top.lon, prediction.out_of_city
+
+The candidate addresses (the gallery) are embedded once with the model's text tower and cached on disk
+next to the checkpoint (see `serve.cache`); photos are embedded with the image tower and ranked by
+cosine similarity. Each match carries the address's street and neighbourhood, its sub-street geometry
+(GeoJSON, lon/lat) and an estimated GPS point (the sub-street's midpoint). `out_of_city` compares the
+top-1 score with a threshold calibrated on the validation split (see `serve.calibration`).
+
+Open set: `add_addresses([...])` appends addresses as text (no retraining: the text tower embeds
+them), `use_addressbook(book)` switches to every sub-street of an AddressBook; matches say whether
+the model saw the address in training (`seen_in_training`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from addressclip.data.manifest import Manifest, read_manifest
+from addressclip.data.transforms import Normalizer
+from addressclip.errors import AddressclipError
+from addressclip.geo.addressbook import AddressBook
+from addressclip.model.addressclip import AddressClipModel
+from addressclip.serve import cache
+from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration, calibrate
+from addressclip.serve.gallery import AddressGallery, text_or_none
+from addressclip.serve.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageRejected,
+    ImageSource,
+    source_name,
+    square_pixels,
+)
+from addressclip.serve.sources import (
+    find_training_manifest,
+    gallery_from_addressbook,
+    gallery_from_manifest,
+    train_split_name,
+    training_addresses,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 100
+CALIBRATION_SPLIT = "val"
+MODEL_FILE = "model.pt"  # what `addressclip train` writes in its run folder
+
+
+@dataclass
+class AddressMatch:
+    """One ranked candidate address for one photo."""
+
+    rank: int
+    address_id: str
+    address: str
+    street_id: str | None
+    street: str | None
+    neighbourhood: str | None
+    score: float  # cosine similarity of the photo and the address text, in [-1, 1]
+    probability: float  # softmax over the whole gallery at the model's logit scale
+    seen_in_training: bool
+    lat: float | None  # estimated GPS point: the sub-street's midpoint (None without geometry)
+    lon: float | None
+    geometry: dict[str, Any] | None  # GeoJSON LineString/MultiLineString in lon/lat
+
+    def to_dict(self, with_geometry: bool = True) -> dict[str, Any]:
+        values = asdict(self)
+        if not with_geometry:
+            values.pop("geometry")
+        return values
+
+
+@dataclass
+class Prediction:
+    """The ranked addresses for one photo and the out-of-city flag."""
+
+    source: str
+    matches: list[AddressMatch]
+    top1_score: float
+    out_of_city: bool | None  # None when the predictor has no calibration
+    threshold: float | None
+
+    @property
+    def top(self) -> AddressMatch:
+        return self.matches[0]
+
+    def to_dict(self, with_geometry: bool = True) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "top1_score": self.top1_score,
+            "out_of_city": self.out_of_city,
+            "threshold": self.threshold,
+            "matches": [m.to_dict(with_geometry) for m in self.matches],
+        }
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise AddressclipError(f"device '{device}' is not a torch device ({error})") from None
+
+
+def _as_sources(images: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
+    single = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
+    if isinstance(images, single) or not isinstance(images, Iterable):
+        return [images]  # type: ignore[list-item]
+    return list(images)
+
+
+class AddressPredictor:
+    """A trained AddressCLIP model with its gallery of candidate addresses (see module docstring)."""
+
+    def __init__(
+        self,
+        model: AddressClipModel,
+        gallery: AddressGallery,
+        *,
+        device: str | torch.device = "cpu",
+        calibration: Calibration | None = None,
+        addressbook: AddressBook | None = None,
+        model_key: str = "",
+        cache_path_for: cache.CachePathFor | None = None,
+        batch_size: int = 64,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        progress: bool = False,
+        source: Path | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.calibration = calibration
+        self.addressbook = addressbook
+        self.network = gallery_from_addressbook(addressbook) if addressbook is not None else None
+        self.model_key = model_key
+        self.cache_path_for = cache_path_for
+        self.batch_size = max(1, int(batch_size))
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self.progress = progress
+        self.source = source
+        pre = model.preprocess
+        self.image_size = int(pre["image_size"])
+        self.interpolation = str(pre.get("interpolation", "bicubic"))
+        self._normalizer = Normalizer(pre["mean"], pre["std"])
+        self.gallery = gallery
+        self._embeddings = self._gallery_embeddings(gallery)
+
+    # ---------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        manifest: str | os.PathLike[str] | None = None,
+        addressbook: str | os.PathLike[str] | AddressBook | None = None,
+        all_addresses: bool = False,
+        cache_embeddings: bool = True,
+        calibrate_threshold: bool = True,
+        percentile: float = DEFAULT_PERCENTILE,
+        progress: bool = False,
+        **options: Any,
+    ) -> AddressPredictor:
+        """Load a checkpoint (`model.pt`, a run folder holding one) or an exported bundle folder.
+
+        The candidate addresses are the training manifest's (found from the checkpoint, or given as
+        `manifest`); `all_addresses=True` uses every sub-street of the AddressBook instead (the open
+        set). The AddressBook is the manifest's, unless `addressbook` is given. A bundle needs none of
+        these: it carries its own. `options` go to the constructor (batch_size, max_pixels, ...).
+        """
+        from addressclip.serve.bundle import is_bundle, load_bundle
+
+        path = Path(path)
+        if path.is_dir() and is_bundle(path):
+            return load_bundle(
+                path,
+                device=device,
+                addressbook=addressbook,
+                all_addresses=all_addresses,
+                progress=progress,
+                **options,
+            )
+        if path.is_dir():
+            if not (path / MODEL_FILE).is_file():
+                raise AddressclipError(
+                    f"{path}: neither a bundle (no bundle.json) nor a run folder (no {MODEL_FILE})"
+                )
+            path = path / MODEL_FILE
+        return cls._from_checkpoint_file(
+            path,
+            device=device,
+            manifest=manifest,
+            addressbook=addressbook,
+            all_addresses=all_addresses,
+            cache_embeddings=cache_embeddings,
+            calibrate_threshold=calibrate_threshold,
+            percentile=percentile,
+            progress=progress,
+            **options,
+        )
+
+    @classmethod
+    def _from_checkpoint_file(
+        cls,
+        path: Path,
+        *,
+        device: str | torch.device,
+        manifest: str | os.PathLike[str] | None,
+        addressbook: str | os.PathLike[str] | AddressBook | None,
+        all_addresses: bool,
+        cache_embeddings: bool,
+        calibrate_threshold: bool,
+        percentile: float,
+        progress: bool,
+        **options: Any,
+    ) -> AddressPredictor:
+        from addressclip.model.checkpoint import model_from_payload, read_checkpoint
+
+        payload = read_checkpoint(path)
+        manifest_path = Path(manifest) if manifest is not None else find_training_manifest(path, payload)
+        read = read_manifest(manifest_path) if manifest_path is not None else None
+        book = _load_book(addressbook, read)
+        if read is None and book is None:
+            data = (payload.get("run_config") or {}).get("data")
+            raise AddressclipError(
+                f"{path}: cannot find the manifest it was trained on (run_config.data={data!r}); "
+                "pass manifest=PATH (--manifest) or addressbook=DIR (--addressbook)"
+            )
+        split = train_split_name(payload)
+        if all_addresses or read is None:
+            if book is None:
+                raise AddressclipError(
+                    f"{read.path if read else path}: all_addresses needs an AddressBook; pass addressbook=DIR"
+                )
+            seen_ids, seen_texts = training_addresses(read, split) if read is not None else (set(), set())
+            gallery = gallery_from_addressbook(book, seen_ids, seen_texts)
+        else:
+            gallery = gallery_from_manifest(read, book, split)
+        model = model_from_payload(payload, "cpu")
+        del payload
+        predictor = cls(
+            model,
+            gallery,
+            device=device,
+            addressbook=book,
+            model_key=cache.file_sha256(path),
+            cache_path_for=cache.beside_checkpoint(path, "gallery", ".npz") if cache_embeddings else None,
+            progress=progress,
+            source=path,
+            **options,
+        )
+        if calibrate_threshold and read is not None:
+            calibration_cache = (
+                cache.beside_checkpoint(path, "calibration", ".json") if cache_embeddings else None
+            )
+            predictor.calibrate_on(read, CALIBRATION_SPLIT, percentile, calibration_cache)
+        return predictor
+
+    # --------------------------------------------------------------------------------- gallery
+    def _gallery_key(self, gallery: AddressGallery) -> str:
+        return cache.combined_key(self.model_key, gallery.content_key())
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        chunk = 256
+        steps = range(0, len(texts), chunk)
+        show = self.progress and len(texts) > chunk
+        parts = [
+            self.model.encode_text(list(texts[i : i + chunk])).float().cpu().numpy()
+            for i in tqdm(steps, desc="embedding addresses", unit="chunk", disable=not show)
+        ]
+        self.model.clear_text_cache()  # the trunk cache is for training; keep memory flat here
+        return np.concatenate(parts) if parts else np.zeros((0, self.model.embed_dim), dtype=np.float32)
+
+    def _gallery_embeddings(self, gallery: AddressGallery) -> torch.Tensor:
+        addresses = gallery.addresses
+        key = self._gallery_key(gallery)
+        path = self.cache_path_for(key) if self.cache_path_for and self.model_key else None
+        embeddings = cache.load_embeddings(path, key, addresses) if path is not None else None
+        if embeddings is None:
+            embeddings = self._encode_texts(addresses)
+            if path is not None:
+                cache.save_embeddings(path, key, addresses, embeddings)
+        return torch.from_numpy(np.ascontiguousarray(embeddings)).to(self.device)
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """(N, D) normalised address embeddings, row i = `gallery.table` row i."""
+        return self._embeddings
+
+    @property
+    def gallery_key(self) -> str:
+        return self._gallery_key(self.gallery)
+
+    def add_addresses(self, entries: Sequence[str | Mapping[str, Any]]) -> list[str]:
+        """Append addresses without retraining; returns the ids of those added (not already present).
+
+        An entry is an address string or a mapping (see `AddressGallery.extend`); added addresses are
+        marked `seen_in_training=False`. Their embeddings are kept in memory (and written by `export`).
+        """
+        before = len(self.gallery)
+        gallery = self.gallery.extend(entries)
+        added = gallery.table.iloc[before:]
+        if added.empty:
+            return []
+        new = torch.from_numpy(self._encode_texts(list(added["address"]))).to(self.device)
+        self.gallery = gallery
+        self._embeddings = torch.cat([self._embeddings, new])
+        return list(added["address_id"])
+
+    def use_addressbook(self, book: AddressBook | str | os.PathLike[str]) -> None:
+        """Match against every sub-street of `book` (e.g. a new or extended city map).
+
+        'Seen in training' carries over by id or text from the current gallery.
+        """
+        if not isinstance(book, AddressBook):
+            book = AddressBook.load(book)
+        seen = self.gallery.table[self.gallery.table["seen_in_training"]]
+        gallery = gallery_from_addressbook(book, set(seen["address_id"]), set(seen["address"]))
+        self._embeddings = self._gallery_embeddings(gallery)
+        self.gallery = gallery
+        self.addressbook = book
+        self.network = gallery_from_addressbook(book)
+
+    # -------------------------------------------------------------------------------- images
+    def decode(self, source: ImageSource, name: str | None = None) -> np.ndarray:
+        """One input as the model's (3, S, S) uint8 view; raises ImageRejected for bad input."""
+        return square_pixels(
+            source,
+            self.image_size,
+            self.interpolation,
+            max_pixels=self.max_pixels,
+            max_bytes=self.max_bytes,
+            name=name,
+        )
+
+    @torch.inference_mode()
+    def image_embeddings(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(B, D) normalised image features of a uint8 (B, 3, S, S) batch."""
+        batch = torch.as_tensor(pixels)
+        if batch.ndim != 4 or batch.shape[1:] != (3, self.image_size, self.image_size):
+            size = self.image_size
+            raise AddressclipError(f"expected uint8 pixels (B, 3, {size}, {size}), got {tuple(batch.shape)}")
+        return self.model.encode_image(self._normalizer(batch, self.device)).float()
+
+    @torch.inference_mode()
+    def rank(
+        self, pixels: np.ndarray | torch.Tensor, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indices (B, k), cosine scores (B, k), probabilities (B, k)) of the best k addresses."""
+        if len(self.gallery) == 0:
+            raise AddressclipError("the predictor has no candidate addresses")
+        k = max(1, min(int(top_k), len(self.gallery)))
+        cosine = self.image_embeddings(pixels) @ self._embeddings.T
+        probabilities = torch.softmax(cosine * self.model.logit_scale().float(), dim=-1)
+        scores, indices = torch.topk(cosine, k, dim=-1)
+        chosen = torch.gather(probabilities, 1, indices)
+        return indices.cpu().numpy(), scores.cpu().numpy(), chosen.cpu().numpy()
+
+    def predict_pixels(
+        self,
+        pixels: np.ndarray | torch.Tensor,
+        top_k: int = DEFAULT_TOP_K,
+        names: Sequence[str] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for an already decoded uint8 batch (what the service's micro-batcher calls)."""
+        if len(pixels) == 0:
+            return []
+        indices, scores, probabilities = self.rank(pixels, top_k)
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(indices))]
+        return [
+            self._prediction(name, row_indices, row_scores, row_probs)
+            for name, row_indices, row_scores, row_probs in zip(
+                names, indices, scores, probabilities, strict=True
+            )
+        ]
+
+    def predict(
+        self,
+        images: ImageSource | Iterable[ImageSource],
+        top_k: int = DEFAULT_TOP_K,
+        batch_size: int | None = None,
+    ) -> list[Prediction]:
+        """Predictions for PIL images, paths or encoded bytes (one or many), in input order.
+
+        Raises ImageRejected (an InputError naming the input) at the first unusable image.
+        """
+        sources = _as_sources(images)
+        size = batch_size or self.batch_size
+        results: list[Prediction] = []
+        for start in range(0, len(sources), size):
+            chunk = sources[start : start + size]
+            names = [source_name(s, start + i) for i, s in enumerate(chunk)]
+            pixels = np.stack([self.decode(s, n) for s, n in zip(chunk, names, strict=True)])
+            results.extend(self.predict_pixels(pixels, top_k, names))
+        return results
+
+    def predict_one(self, image: ImageSource, top_k: int = DEFAULT_TOP_K) -> Prediction:
+        return self.predict([image], top_k)[0]
+
+    def _prediction(
+        self, name: str, indices: np.ndarray, scores: np.ndarray, probs: np.ndarray
+    ) -> Prediction:
+        matches = []
+        for rank, (row, score, prob) in enumerate(zip(indices, scores, probs, strict=True), start=1):
+            record = self.gallery.record(int(row), with_geometry=True)
+            matches.append(
+                AddressMatch(
+                    rank=rank,
+                    score=round(float(score), 6),
+                    probability=round(float(prob), 6),
+                    **record,
+                )
+            )
+        # compared as reported (6 decimals), so that a client can check the flag from the numbers
+        top1 = round(float(scores[0]), 6)
+        threshold = round(self.calibration.threshold, 6) if self.calibration else None
+        return Prediction(
+            source=name,
+            matches=matches,
+            top1_score=top1,
+            out_of_city=None if threshold is None else bool(top1 < threshold),
+            threshold=threshold,
+        )
+
+    # ----------------------------------------------------------------------------- calibration
+    def top1_scores(self, sources: Sequence[ImageSource], desc: str = "calibrating") -> np.ndarray:
+        scores = []
+        steps = range(0, len(sources), self.batch_size)
+        for start in tqdm(steps, desc=desc, unit="batch", disable=not self.progress or len(steps) < 2):
+            chunk = sources[start : start + self.batch_size]
+            pixels = np.stack([self.decode(s) for s in chunk])
+            _, best, _ = self.rank(pixels, 1)
+            scores.append(best[:, 0])
+        return np.concatenate(scores) if scores else np.zeros(0)
+
+    def calibrate_on(
+        self,
+        manifest: Manifest | str | os.PathLike[str],
+        split: str = CALIBRATION_SPLIT,
+        percentile: float = DEFAULT_PERCENTILE,
+        cache_path_for: cache.CachePathFor | None = None,
+    ) -> Calibration | None:
+        """Set the out-of-city threshold from the top-1 scores of `split`'s images (cached on disk)."""
+        if not isinstance(manifest, Manifest):
+            manifest = read_manifest(manifest)
+        rows = manifest.split(split)
+        paths = [manifest.image_path(p) for p in rows["path"]]
+        key = cache.combined_key(
+            self.gallery_key, split, str(percentile), *(f"{p}:{_size(p)}" for p in paths)
+        )
+        path = cache_path_for(key) if cache_path_for and self.model_key else None
+        stored = cache.load_json_cache(path, key) if path is not None else None
+        if stored is not None:
+            self.calibration = Calibration.from_dict(stored) if stored.get("threshold") is not None else None
+            return self.calibration
+        try:
+            scores = self.top1_scores(paths)  # type: ignore[arg-type]
+        except ImageRejected as error:
+            log.warning("no out-of-city calibration: %s", error)
+            return None
+        self.calibration = calibrate(scores, percentile, split)
+        if path is not None:
+            record = self.calibration.to_dict() if self.calibration else {"threshold": None}
+            cache.save_json_cache(path, key, record)
+        return self.calibration
+
+    # ------------------------------------------------------------------------------ lookups
+    def network_geojson(self) -> dict[str, Any]:
+        """The street network (every sub-street of the AddressBook) as a GeoJSON FeatureCollection."""
+        source = self.network if self.network is not None else self.gallery
+        in_gallery = set(self.gallery.table["address_id"])
+        features = []
+        for row in range(len(source)):
+            geometry = source.geojson(row)
+            if geometry is None:
+                continue
+            values = source.table.iloc[row]
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": str(values["address_id"]),
+                    "properties": {
+                        "address": str(values["address"]),
+                        "street": text_or_none(values["street"]),
+                        "in_gallery": str(values["address_id"]) in in_gallery,
+                    },
+                    "geometry": geometry,
+                }
+            )
+        return {"type": "FeatureCollection", "features": features}
+
+    def export(self, out: str | os.PathLike[str], force: bool = False) -> Path:
+        """Write a self-contained bundle folder (see `serve.bundle`)."""
+        from addressclip.serve.bundle import export_bundle
+
+        return export_bundle(self, out, force=force)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _load_book(
+    addressbook: str | os.PathLike[str] | AddressBook | None, manifest: Manifest | None
+) -> AddressBook | None:
+    if isinstance(addressbook, AddressBook):
+        return addressbook
+    if addressbook is not None:
+        return AddressBook.load(addressbook)
+    if manifest is not None and manifest.addressbook_dir is not None and manifest.addressbook_dir.exists():
+        return AddressBook.load(manifest.addressbook_dir)
+    return None

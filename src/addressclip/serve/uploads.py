@@ -1,0 +1,149 @@
+"""Read the images of a predict request: multipart files, JSON with base64, or a raw image body.
+
+Only bytes come out of here — never a path: nothing a client sends is used to open a file. The limits
+(per-image bytes, number of images) are checked here; the body as a whole is capped by
+`BodyLimitMiddleware`, and decoding limits (pixels, formats) by `serve.images`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from addressclip.serve.api_errors import ApiError
+
+IMAGE_FIELDS = ("image", "file")  # multipart field names for /v1/predict
+BATCH_FIELDS = ("images", "image", "files", "file")
+MAX_NAME = 200
+
+
+@dataclass
+class Upload:
+    name: str  # the client's file name (display only), or 'images[i]'
+    data: bytes
+
+
+@dataclass
+class UploadRequest:
+    uploads: list[Upload]
+    top_k: int | None  # from the body (form field or JSON key), overriding the query parameter
+
+
+def _display_name(raw: Any, fallback: str) -> str:
+    name = str(raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:MAX_NAME] or fallback
+
+
+def _too_large(where: str, size: int, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"{where}: image is {size:,} bytes, above the limit of {limit:,}")
+
+
+def decode_base64(text: Any, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise ApiError(400, "bad_base64", f"{where}: expected a base64 string")
+    if text.startswith("data:") and "," in text:  # a data URL, as a browser's FileReader gives
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", f"{where}: not valid base64") from None
+
+
+def _top_k(value: Any, where: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ApiError(422, "invalid_request", f"{where}: top_k must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, "invalid_request", f"{where}: top_k must be an integer, not {value!r}") from None
+
+
+async def _from_form(
+    request: Request, fields: tuple[str, ...], max_images: int, max_bytes: int
+) -> UploadRequest:
+    try:
+        form = await request.form(max_files=max_images + 1, max_fields=16, max_part_size=64 * 1024)
+    except Exception as error:  # starlette raises MultiPartException / HTTPException for broken bodies
+        detail = getattr(error, "message", None) or getattr(error, "detail", None) or str(error)
+        raise ApiError(400, "bad_multipart", f"malformed multipart body ({detail})") from None
+    files: list[UploadFile] = []
+    for field in fields:
+        files.extend(v for v in form.getlist(field) if isinstance(v, UploadFile))
+    if not files:
+        names = " or ".join(f"'{f}'" for f in fields[:2])
+        raise ApiError(422, "missing_image", f"multipart body has no file field {names}")
+    if len(files) > max_images:
+        raise ApiError(
+            413, "too_many_images", f"{len(files)} images in one request, above the limit of {max_images}"
+        )
+    uploads = []
+    for index, file in enumerate(files):
+        data = await file.read(max_bytes + 1)
+        name = _display_name(file.filename, f"images[{index}]")
+        if len(data) > max_bytes:
+            raise _too_large(name, file.size or len(data), max_bytes)
+        uploads.append(Upload(name, data))
+    return UploadRequest(uploads, _top_k(form.get("top_k"), "form field"))
+
+
+def _json_item(item: Any, where: str, max_bytes: int) -> Upload:
+    name = where
+    if isinstance(item, dict):
+        name = _display_name(item.get("filename"), where)
+        item = item.get("image")
+    data = decode_base64(item, where)
+    if len(data) > max_bytes:
+        raise _too_large(where, len(data), max_bytes)
+    return Upload(name, data)
+
+
+async def _from_json(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "JSON body must be an object")
+    top_k = _top_k(body.get("top_k"), "JSON")
+    if not many:
+        if "image" not in body:
+            raise ApiError(422, "missing_image", 'JSON body needs "image": a base64 string')
+        return UploadRequest([_json_item(body, "image", max_bytes)], top_k)
+    items = body.get("images")
+    if not isinstance(items, list) or not items:
+        raise ApiError(422, "missing_image", 'JSON body needs "images": a non-empty list of base64 strings')
+    if len(items) > max_images:
+        raise ApiError(
+            413, "too_many_images", f"{len(items)} images in one request, above the limit of {max_images}"
+        )
+    return UploadRequest([_json_item(item, f"images[{i}]", max_bytes) for i, item in enumerate(items)], top_k)
+
+
+async def read_uploads(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+    """The request's image bytes, whatever the accepted encoding; ApiError for anything else."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _from_form(request, BATCH_FIELDS if many else IMAGE_FIELDS, max_images, max_bytes)
+    if content_type == "application/json":
+        return await _from_json(request, many, max_images, max_bytes)
+    if not many and (content_type.startswith("image/") or content_type == "application/octet-stream"):
+        data = await request.body()
+        if len(data) > max_bytes:
+            raise _too_large("body", len(data), max_bytes)
+        return UploadRequest([Upload("image", data)], None)
+    accepted = "multipart/form-data (field 'image'), application/json ({\"image\": base64})"
+    if not many:
+        accepted += " or an image/* body"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type '{content_type or 'none'}' not accepted: send {accepted}",
+    )
