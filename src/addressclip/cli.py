@@ -27,6 +27,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "export",
     "serve",
+    "eval",
+    "baseline",
+    "benchmark",
 )
 
 

@@ -1,1 +1,3 @@
-"""Evaluation: the paper's SSA-k / SA-k accuracies (more in later issues)."""
+"""Evaluation: SSA-k / SA-k and the metrics beyond the paper (metre error, per-address accuracy,
+neighbouring-sub-street confusion, accuracy by distance to intersections, calibration), the shared
+feature store, and the benchmark report (`benchmark.py`, `report.py`, `figures.py`)."""

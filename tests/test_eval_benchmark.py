@@ -1,0 +1,138 @@
+"""`addressclip benchmark`: report files exist, every number in report.md matches results.json, a
+rerun reuses finished runs, ablations and data coverage work — on the toy street world."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from addressclip.cli import main
+from addressclip.eval.benchmark import BenchmarkOptions, coverage_manifest, run_benchmark
+from addressclip.eval.evaluate import EvalData
+from addressclip.eval.report import ACCURACY_COLUMNS, format_bytes, format_stat
+from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+
+FAST = ("train.threads=1", "optim.batch_size=12", "optim.epochs=1")
+METHODS = ("chance", "majority", "zeroshot", "linear_probe", "retrieval", "addressclip")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    manifest = make_street_world(folder / "world")
+    return manifest, train_toy_street_clip(manifest, folder / "clip")
+
+
+@pytest.fixture(scope="module")
+def demo_run(toy, tmp_path_factory):
+    manifest, init = toy
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["benchmark", "--suite", "demo", "--data", str(manifest), "--out", str(out), "--config", "tiny",
+            "--init", str(init), "--methods", ",".join(METHODS), "--quiet", *FAST]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def _table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| Method") and not line.startswith("| Setting"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_report_files_exist_and_numbers_match_results_json(demo_run: Path):
+    results = json.loads((demo_run / "results.json").read_text())
+    report = (demo_run / "report.md").read_text()
+    assert set(results["methods"]) == set(METHODS)
+    table = results["main_table"]
+    rows = _table_rows(report, "## Main table")
+    assert len(rows) == len(table) == len(METHODS)
+    for row in table:
+        cells = rows[row["label"]]
+        for i, column in enumerate(ACCURACY_COLUMNS):
+            assert cells[i] == format_stat(row[column])
+            run = results["methods"][row["method"]][0]
+            assert row[column]["mean"] == pytest.approx(run["metrics"][column])
+            assert float(cells[i]) == pytest.approx(run["metrics"][column], abs=0.05)
+        assert cells[4] == format_stat(row["median_error_m"], 0)
+        assert cells[5] == format_bytes(row["storage_bytes"])
+        assert cells[6] == format_stat(row["latency_ms"], 2)
+    for title, relative in results["figures"].items():
+        assert (demo_run / relative).is_file(), title
+        assert f"]({relative})" in report
+    assert {"figures/examples.png", "figures/reliability.png", "figures/address_accuracy_map.png"} <= set(
+        results["figures"].values()
+    )
+    assert "--suite demo" in results["suites"]["demo"]["command"]
+    text = (demo_run / "results.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON
+
+
+def test_per_query_files_agree_with_the_metrics(demo_run: Path):
+    results = json.loads((demo_run / "results.json").read_text())
+    queries = pd.read_parquet(demo_run / "methods" / "zeroshot" / "seed0" / "queries.parquet")
+    metrics = results["methods"]["zeroshot"][0]["metrics"]
+    assert 100 * float(np.mean(queries["truth_position"] == 1)) == pytest.approx(metrics["SSA-1"])
+    assert 100 * float(np.mean(queries["truth_position"] <= 5)) == pytest.approx(metrics["SSA-5"])
+    assert float(queries["error_m"].median()) == pytest.approx(metrics["error_m"]["median"])
+
+
+def test_a_rerun_reuses_finished_methods(toy, demo_run: Path):
+    manifest, init = toy
+    stamp = (demo_run / "methods" / "addressclip" / "seed0" / "result.json").stat().st_mtime_ns
+    options = BenchmarkOptions(
+        "demo", manifest, demo_run, "tiny", FAST, init, methods=("chance", "addressclip"), progress=False,
+        figures=False,
+    )  # fmt: skip
+    run_benchmark(options)
+    assert (demo_run / "methods" / "addressclip" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    results = json.loads((demo_run / "results.json").read_text())
+    assert all("reused" in line for line in results["suites"]["demo"]["log"])
+    assert set(results["methods"]) == set(METHODS)  # earlier methods stay in the report
+
+
+def test_ablation_suite_writes_its_table(toy, tmp_path: Path):
+    manifest, init = toy
+    options = BenchmarkOptions(
+        "ablation", manifest, tmp_path, "tiny", FAST, init, progress=False, figures=False,
+        ablation_groups=("targets",),
+    )  # fmt: skip
+    report = run_benchmark(options).read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    labels = [r["label"] for r in results["ablation_table"]]
+    assert labels == ["plain (default)", "multi-positive"]
+    rows = _table_rows(report, "## Ablations")
+    for row in results["ablation_table"]:
+        assert rows[row["label"]][0] == format_stat(row["SSA-1"])
+    multi = results["ablations"][1]["runs"][0]
+    assert "loss.targets=multi_positive" in multi["hyper"]["overrides"]
+
+
+def test_coverage_keeps_a_share_of_locations_per_address(toy, tmp_path: Path):
+    data = EvalData.load(toy[0], progress=False)
+    path = coverage_manifest(data, 0.25, seed=0, out=tmp_path)
+    reduced = EvalData.load(path, progress=False)
+    train = reduced.frame[reduced.frame["split"] == "train"]
+    # 4 training locations per address in the toy world: 25 % keeps one of them (with both views)
+    assert train.groupby("address_id")["location_id"].nunique().eq(1).all()
+    assert len(train) == 6 * 1 * 2
+    assert reduced.vocabulary == data.vocabulary  # the same candidate set
+    assert (reduced.frame["split"] != "train").sum() == (data.frame["split"] != "train").sum()
+
+
+def test_bad_options_fail_with_one_line(toy, tmp_path: Path, capsys):
+    manifest, init = toy
+    code = main(["benchmark", "--suite", "demo", "--data", str(manifest), "--out", str(tmp_path),
+                 "--init", str(init), "--methods", "zeroshot,nonsense", "--quiet"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nonsense" in err
+    assert main(["benchmark", "--suite", "demo", "--data", str(manifest), "--out", str(tmp_path),
+                 "--init", str(tmp_path / "missing.pt"), "--quiet"]) == 2  # fmt: skip
+    assert re.search(r"missing\.pt", capsys.readouterr().err)
