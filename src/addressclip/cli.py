@@ -19,17 +19,18 @@ from addressclip.errors import AddressclipError
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, e.g. "build",
     "addressbook",
+    "render",
     "build",
     "validate",
-    "render",
     "train",
     "pretrain",
-    "predict",
-    "export",
-    "serve",
     "eval",
     "baseline",
     "benchmark",
+    "demo",
+    "predict",
+    "export",
+    "serve",
 )
 
 

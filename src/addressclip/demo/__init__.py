@@ -1,0 +1,1 @@
+"""The `make demo` pipeline (render → pretrain → train → report → predict)."""

@@ -1,0 +1,158 @@
+"""Stages of the embedded demo, each cached by its parameters and printed as its own command."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from addressclip.atomic import write_text_atomic
+from addressclip.config import config_yaml, load_config
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: str | Path = "runs/demo"
+    world: str = "demo"
+    config: str = "cpu"
+    seed: int = 0
+    report: bool = True
+    overrides: tuple[str, ...] = ()
+
+
+def _banner(step: str, command: str) -> None:
+    print(f"\n== {step}\n$ {command}", flush=True)
+
+
+def _trained(out: Path, config_text: str) -> Path | None:
+    """The finished model of a training run with this exact config, if there is one."""
+    model = out / "model.pt"
+    if (out / "result.json").is_file() and model.is_file() and _same_config(out, config_text):
+        return model
+    return None
+
+
+def train_cached(preset: str, overrides: list[str], out: Path) -> Path:
+    """Train unless a finished run with the same config exists; resume a killed one."""
+    from addressclip.train.engine import train_model
+
+    config = load_config(preset, overrides)
+    model = _trained(out, config_yaml(config))
+    if model is not None:
+        print(f"reusing {model} (same config)")
+        return model
+    resume = "latest" if (out / "checkpoints" / "latest.pt").is_file() else None
+    if resume and not _same_config(out, config_yaml(config)):
+        raise SystemExit(f"{out} holds a run with another config; remove it or choose another --out")
+    result = train_model(config, stage="address", resume=resume)
+    assert result.model_path is not None
+    return result.model_path
+
+
+def _same_config(out: Path, config_text: str) -> bool:
+    saved = out / "config.yaml"
+    return saved.is_file() and saved.read_text(encoding="utf-8") == config_text
+
+
+def run_demo(options: DemoOptions) -> None:
+    from addressclip.train.pretrain import run_pretraining
+    from addressclip.world import render_world
+
+    out = Path(options.out)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.perf_counter() - since, 1)
+        return time.perf_counter()
+
+    t = time.perf_counter()
+    world_dir = out / "world"
+    _banner("1/5 render the embedded world", f"addressclip render --world {options.world} --out {world_dir}")
+    render_world(options.world, world_dir, seed=options.seed)
+    manifest = world_dir / "manifest.parquet"
+    print((world_dir / "reference.md").read_text(encoding="utf-8"))
+    t = lap("render", t)
+
+    data = [f"data={manifest}", f"seed={options.seed}", *options.overrides]
+    pretrain_dir = out / "pretrain"
+    _banner(
+        "2/5 pretrain the caption-only street CLIP",
+        f"addressclip pretrain --config {options.config} data={manifest} out={pretrain_dir}",
+    )
+    pre_config = load_config(options.config, [*data, f"out={pretrain_dir}"])
+    pretrained, reused = run_pretraining(pre_config)
+    print(f"street CLIP: {pretrained.model_path} ({'reused' if reused else 'trained'})")
+    print(f"zero-shot on test: {_fmt(pretrained.test)}")
+    t = lap("pretrain", t)
+
+    train_dir = out / "train"
+    init = f"model.init={pretrained.model_path}"
+    _banner(
+        "3/5 fine-tune AddressCLIP (L_address + L_caption + L_geo)",
+        f"addressclip train --config {options.config} data={manifest} out={train_dir} {init}",
+    )
+    model_path = train_cached(options.config, [*data, f"out={train_dir}", init], train_dir)
+    result = json.loads((train_dir / "result.json").read_text(encoding="utf-8"))
+    print(f"AddressCLIP: {model_path}\n  test: {_fmt(result.get('test', {}))}")
+    t = lap("train", t)
+
+    if options.report:
+        _banner(
+            "4/5 benchmark report",
+            f"addressclip benchmark --suite demo --data {manifest} --init {pretrained.model_path} "
+            f"--model {model_path} --out {out / 'report'}",
+        )
+        from addressclip.eval.benchmark import BenchmarkOptions, run_benchmark
+
+        report = run_benchmark(
+            BenchmarkOptions(
+                suite="demo",
+                data=manifest,
+                out=out / "report",
+                preset=options.config,
+                overrides=tuple(data),
+                init=Path(pretrained.model_path),
+                model=Path(model_path),
+                command="make demo",
+            )
+        )
+        print(_main_table(report))
+        print(f"report: {report}")
+        t = lap("report", t)
+
+    _banner(
+        "5/5 predict held-out images", f"addressclip predict {world_dir}/images/test --model {model_path}"
+    )
+    from addressclip.serve.formatting import held_out_report
+    from addressclip.serve.predictor import AddressPredictor
+
+    predictor = AddressPredictor.from_checkpoint(model_path)
+    print(held_out_report(predictor, str(manifest), count=8, split="test"))
+    lap("predict", t)
+
+    timings["total"] = round(time.perf_counter() - started, 1)
+    summary = {"world": str(world_dir), "model": str(model_path), "timings_s": timings}
+    write_text_atomic(out / "demo.json", json.dumps(summary, indent=2) + "\n")
+    print(
+        f"\ndemo finished in {timings['total']:.0f} s: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+    )
+
+
+def _main_table(report: Path) -> str:
+    """The report's first table (the main results), to print at the end of the demo."""
+    lines = report.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return ""
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    keys = ("SSA-1", "SSA-5", "SA-1", "SA-5")
+    return "  ".join(f"{k} {100 * metrics[k]:.1f}%" for k in keys if k in metrics) or "(none)"
