@@ -155,4 +155,5 @@ def _main_table(report: Path) -> str:
 
 def _fmt(metrics: dict[str, float]) -> str:
     keys = ("SSA-1", "SSA-5", "SA-1", "SA-5")
-    return "  ".join(f"{k} {100 * metrics[k]:.1f}%" for k in keys if k in metrics) or "(none)"
+    # the engine reports accuracies in percent
+    return "  ".join(f"{k} {metrics[k]:.1f}%" for k in keys if k in metrics) or "(none)"
