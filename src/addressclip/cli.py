@@ -17,17 +17,16 @@ from addressclip.errors import AddressclipError
 
 # Explicit registry (order = order in --help).
 COMMAND_MODULES: tuple[str, ...] = (
-    # one line per command module, e.g. "build",
-    "addressbook",
+    "demo",
     "render",
+    "addressbook",
     "build",
     "validate",
-    "train",
     "pretrain",
+    "train",
     "eval",
     "baseline",
     "benchmark",
-    "demo",
     "predict",
     "export",
     "serve",
