@@ -22,22 +22,32 @@ from addressclip.errors import InputError
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
+def square_uint8(
+    image: Image.Image, size: int, interpolation: str = "bicubic", draft: bool = True
+) -> np.ndarray:
+    """(3, size, size) uint8: shorter side resized to `size`, centre-cropped (open_clip's eval view).
+
+    The one preprocessing of training, evaluation and the predictor, so that they cannot drift apart.
+    """
+    if draft:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    rgb = rgb.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    rgb = rgb.crop((left, top, left + size, top + size))
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
+
+
 def decode_square(path: str | Path, size: int, interpolation: str = "bicubic") -> np.ndarray:
-    """(3, size, size) uint8: shorter side resized to `size`, centre-cropped (open_clip's eval view)."""
+    """Decode an image file into `square_uint8`; an unreadable file is an InputError naming it."""
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            image = image.convert("RGB")
-            width, height = image.size
-            scale = size / min(width, height)
-            new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-            image = image.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
-            left, top = (new_w - size) // 2, (new_h - size) // 2
-            image = image.crop((left, top, left + size, top + size))
-            array = np.asarray(image, dtype=np.uint8)
+            return square_uint8(image, size, interpolation)
     except (OSError, ValueError) as error:
         raise InputError(path, None, f"cannot decode image ({error})") from None
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 class Normalizer:

@@ -21,6 +21,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from addressclip.data.transforms import square_uint8 as to_square
 from addressclip.errors import InputError
 
 # Formats a street photo arrives in (PIL's JPEG opener also reads MPO, what many phone cameras write).
@@ -30,7 +31,6 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 ImageSource = Union[Image.Image, str, os.PathLike, bytes, bytearray, memoryview]  # noqa: UP007 - runtime alias
 
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # Rejection codes -> HTTP status used by the service.
 REJECTION_STATUS: dict[str, int] = {
@@ -114,22 +114,6 @@ def _read_path(path: Path, max_bytes: int) -> Path:
     if size > max_bytes:
         raise ImageRejected(path, "too_large", f"file is {size:,} bytes, above the limit of {max_bytes:,}")
     return path
-
-
-def to_square(
-    image: Image.Image, size: int, interpolation: str = "bicubic", draft: bool = True
-) -> np.ndarray:
-    """(3, size, size) uint8: shorter side resized to `size`, centre-cropped (as in training)."""
-    if draft:
-        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, as training does
-    rgb = image.convert("RGB")
-    width, height = rgb.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    rgb = rgb.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    rgb = rgb.crop((left, top, left + size, top + size))
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def square_pixels(
