@@ -82,7 +82,11 @@ def run_demo(options: DemoOptions) -> None:
         f"addressclip pretrain --config {options.config} data={manifest} out={pretrain_dir}",
     )
     pre_config = load_config(options.config, [*data, f"out={pretrain_dir}"])
-    pretrained, reused = run_pretraining(pre_config)
+    # a killed pretraining run (checkpoint but no finished model) continues where it stopped
+    interrupted = (pretrain_dir / "checkpoints" / "latest.pt").is_file() and not (
+        pretrain_dir / "model.pt"
+    ).is_file()
+    pretrained, reused = run_pretraining(pre_config, resume="latest" if interrupted else None)
     print(f"street CLIP: {pretrained.model_path} ({'reused' if reused else 'trained'})")
     print(f"zero-shot on test: {_fmt(pretrained.test)}")
     t = lap("pretrain", t)
