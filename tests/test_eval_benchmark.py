@@ -112,6 +112,15 @@ def test_ablation_suite_writes_its_table(toy, tmp_path: Path):
         assert rows[row["label"]][0] == format_stat(row["SSA-1"])
     multi = results["ablations"][1]["runs"][0]
     assert "loss.targets=multi_positive" in multi["hyper"]["overrides"]
+    # the default row is the main suite's AddressCLIP run: a main suite in the same folder reuses it
+    assert (tmp_path / "methods" / "addressclip" / "seed0" / "result.json").is_file()
+    main_options = BenchmarkOptions(
+        "main", manifest, tmp_path, "tiny", FAST, init, progress=False, figures=False, seeds=1,
+        methods=("addressclip",),
+    )  # fmt: skip
+    run_benchmark(main_options)
+    log = json.loads((tmp_path / "results.json").read_text())["suites"]["main"]["log"]
+    assert log == [f"addressclip seed 0: reused {tmp_path / 'methods' / 'addressclip' / 'seed0'}"]
 
 
 def test_coverage_keeps_a_share_of_locations_per_address(toy, tmp_path: Path):

@@ -100,7 +100,9 @@ class OptimConfig:
 class LoaderConfig:
     # Decoded-image cache: 'memory' (uint8 tensor), 'disk' (.npy keyed by manifest hash + size), 'none'.
     image_cache: Literal["memory", "disk", "none"] = "memory"
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # default: <manifest folder>/.cache
+    # Frozen text-trunk features kept in the cache folder and shared by every run on this machine.
+    text_cache: bool = True
     max_per_address: int = 4  # images of one address in one batch (0 = no cap)
     num_workers: int = 0
     augment: bool = False

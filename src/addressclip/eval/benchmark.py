@@ -29,7 +29,7 @@ import pandas as pd
 
 from addressclip.atomic import write_text_atomic
 from addressclip.baselines.base import BaselineSetup
-from addressclip.baselines.finetune import run_trained
+from addressclip.baselines.finetune import ADDRESS_ONLY, run_trained
 from addressclip.baselines.registry import BASELINES
 from addressclip.baselines.runner import MethodResult, run_method
 from addressclip.errors import AddressclipError, ConfigError
@@ -276,12 +276,29 @@ def ablation_rows(groups: Sequence[str] | None) -> list[AblationRow]:
     return [r for r in ABLATIONS if not groups or r.group in groups]
 
 
+# Ablation rows that are exactly a main-suite method share its run (same folder, same key), so
+# `--suite main` and `--suite ablation` with one --out train AddressCLIP and the L_address-only
+# fine-tune once.
+SHARED_WITH_MAIN: dict[tuple[tuple[str, ...], float], str] = {
+    ((), 1.0): "addressclip",
+    (tuple(sorted(ADDRESS_ONLY)), 1.0): "finetune_address",
+}
+
+
 def run_ablations(bench: Bench) -> list[dict]:
     opts = bench.options
     rows = []
     done: dict[tuple, list[dict]] = {}
     for row in ablation_rows(opts.ablation_groups):
         signature = (tuple(sorted(row.overrides)), row.coverage)
+        if signature not in done and signature in SHARED_WITH_MAIN:
+            name = SHARED_WITH_MAIN[signature]
+            records = []
+            for seed in _seeds_for(opts, True):
+                print(f"[benchmark] ablation {row.group}: {row.label} (seed {seed}) = {name}", flush=True)
+                folder = opts.out / "methods" / name / f"seed{seed}"
+                records.append(bench.run(name, folder, seed, {}))
+            done[signature] = records
         if signature not in done:
             records = []
             for seed in _seeds_for(opts, True):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from addressclip.config import ModelConfig
 
@@ -103,16 +104,26 @@ class AddressClipModel(nn.Module):
         return torch.stack([self._token_cache[t] for t in texts])
 
     def text_trunk(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Pooled text features before the projection head."""
+        """Pooled text features before the projection head.
+
+        Trailing padding is cut to the longest text of the batch first: the MiniLM tower masks
+        padding and CLIP's causal tower pools at the end-of-text token, so the features are the same
+        while short texts (addresses) cost a fraction of the context length.
+        """
         clip = self.clip
         if self.hf_text:
             text = clip.text
             mask = (tokens != text.config.pad_token_id).long()
+            length = max(1, int(mask.sum(dim=1).max()))
+            tokens, mask = tokens[:, :length], mask[:, :length]
             out = text.transformer(input_ids=tokens, attention_mask=mask)
             return text.pooler(out, mask)
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :length]
         cast_dtype = clip.transformer.get_cast_dtype()
-        x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding.to(cast_dtype)
-        x = clip.transformer(x, attn_mask=clip.attn_mask)
+        x = clip.token_embedding(tokens).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
+        attn_mask = None if clip.attn_mask is None else clip.attn_mask[:length, :length]
+        x = clip.transformer(x, attn_mask=attn_mask)
         return _text_pool(clip.ln_final(x), tokens)
 
     def text_head(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -121,18 +132,34 @@ class AddressClipModel(nn.Module):
         projection = self.clip.text_projection
         return projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
 
-    def _cached_trunk(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+    def cache_text_trunk(self, texts: Sequence[str], progress: bool = False) -> int:
+        """Run the frozen text trunk once over every new string; returns how many were new.
+
+        Strings are grouped by token length so that each chunk carries little padding.
+        """
         missing = [t for t in dict.fromkeys(texts) if t not in self._trunk_cache]
-        if missing:
-            was_training = self.training
-            self.eval()
-            with torch.no_grad():
-                for start in range(0, len(missing), TEXT_CHUNK):
-                    chunk = missing[start : start + TEXT_CHUNK]
-                    pooled = self.text_trunk(self.tokenize(chunk).to(device)).float()
-                    for text, row in zip(chunk, pooled, strict=True):
-                        self._trunk_cache[text] = row
-            self.train(was_training)
+        if not missing:
+            return 0
+        device = self.logit_scale_param.device
+        tokens = self.tokenize(missing)
+        pad = self.clip.text.config.pad_token_id if self.hf_text else 0
+        order = torch.argsort((tokens != pad).sum(dim=1), stable=True).tolist()
+        was_training = self.training
+        self.eval()
+        bar = tqdm(total=len(missing), desc="text features", unit="text", disable=not progress, leave=False)
+        with torch.no_grad():
+            for start in range(0, len(order), TEXT_CHUNK):
+                rows = order[start : start + TEXT_CHUNK]
+                pooled = self.text_trunk(tokens[rows].to(device)).float()
+                for row, features in zip(rows, pooled, strict=True):
+                    self._trunk_cache[missing[row]] = features
+                bar.update(len(rows))
+        bar.close()
+        self.train(was_training)
+        return len(missing)
+
+    def _cached_trunk(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+        self.cache_text_trunk(texts)
         return torch.stack([self._trunk_cache[t] for t in texts]).to(device)
 
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
@@ -145,7 +172,7 @@ class AddressClipModel(nn.Module):
                 with torch.no_grad():
                     features = self.text_head(pooled.to(self._text_dtype()))
         else:
-            features = self.clip.encode_text(self.tokenize(texts).to(device))
+            features = self.text_head(self.text_trunk(self.tokenize(texts).to(device)))
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text_batched(self, texts: Sequence[str], batch_size: int = TEXT_CHUNK) -> torch.Tensor:

@@ -182,6 +182,22 @@ class Trainer:
         self.position = _Position()
         self.history: list[dict[str, Any]] = []
 
+    def warm_text_cache(self) -> None:
+        """Frozen text tower: its trunk features for every training string and candidate address,
+        read from the shared on-disk store or computed once, before the first step."""
+        from addressclip.model.text_cache import warm_text_cache
+
+        texts = list(self.data.vocabulary.addresses)
+        if self.use_addresses:
+            texts += self.data.train.addresses
+        if self.use_captions:
+            texts += self.data.train.captions
+        loader = self.config.loader
+        folder = None
+        if loader.text_cache:
+            folder = Path(loader.cache_dir) if loader.cache_dir else self.data.manifests[0].parent / ".cache"
+        warm_text_cache(self.model, texts, folder, progress=self.config.train.progress and self.ctx.is_main)
+
     # -------------------------------------------------------------------------------- checkpoints
     def _training_state(self) -> dict[str, Any]:
         return {
@@ -416,6 +432,7 @@ def train_model(config: RunConfig, stage: Stage = "address", resume: str | None 
                 f"{trainer.out} already holds a run ({latest}); pass --resume latest to continue it "
                 "or choose another out=DIR"
             )
+        trainer.warm_text_cache()
         if ctx.is_main:
             trainer.out.mkdir(parents=True, exist_ok=True)
             save_config(config, trainer.out / "config.yaml")
