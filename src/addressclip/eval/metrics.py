@@ -62,23 +62,10 @@ def _as_scores(scores: torch.Tensor | np.ndarray) -> np.ndarray:
 def truth_positions(
     scores: torch.Tensor | np.ndarray, true_index: Sequence[int] | np.ndarray, ties: TiePolicy = "pessimistic"
 ) -> np.ndarray:
-    """1-based rank of the true candidate in each row (1 = top-1)."""
+    """1-based rank of the true candidate in each row (1 = top-1): the street rank with every
+    candidate on a street of its own."""
     array = _as_scores(scores)
-    truth = np.asarray(true_index, dtype=np.int64)
-    out = np.empty(len(truth), dtype=np.int64)
-    columns = np.arange(array.shape[1])
-    for start in range(0, len(truth), ROW_CHUNK):
-        block = array[start : start + ROW_CHUNK]
-        t = truth[start : start + ROW_CHUNK]
-        true_score = block[np.arange(len(t)), t][:, None]
-        greater = (block > true_score).sum(axis=1)
-        equal = block == true_score
-        if ties == "pessimistic":
-            before = equal.sum(axis=1) - 1
-        else:
-            before = (equal & (columns[None, :] < t[:, None])).sum(axis=1)
-        out[start : start + ROW_CHUNK] = greater + before + 1
-    return out
+    return street_positions(array, true_index, np.arange(array.shape[1]), ties)
 
 
 def street_positions(
