@@ -48,6 +48,15 @@ def test_dotted_overrides_are_typed():
     assert config.out == "123"  # a text field keeps a numeric-looking value as text
 
 
+def test_template_overrides_stay_text():
+    # '{caption}' would be a YAML flow mapping; the ablation suite passes it as a caption template
+    config = load_config("tiny", ["loss.caption_template={caption}"])
+    assert config.loss.caption_template == "{caption}"
+    assert load_config("tiny", ["loss.caption_template={address}: {caption}"]).loss.caption_template == (
+        "{address}: {caption}"
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "names"),
     [

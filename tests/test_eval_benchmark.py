@@ -101,17 +101,19 @@ def test_ablation_suite_writes_its_table(toy, tmp_path: Path):
     manifest, init = toy
     options = BenchmarkOptions(
         "ablation", manifest, tmp_path, "tiny", FAST, init, progress=False, figures=False,
-        ablation_groups=("targets",),
+        ablation_groups=("targets", "caption"),
     )  # fmt: skip
     report = run_benchmark(options).read_text()
     results = json.loads((tmp_path / "results.json").read_text())
     labels = [r["label"] for r in results["ablation_table"]]
-    assert labels == ["plain (default)", "multi-positive"]
+    assert labels == ["caption alone", "caption + address (default)", "plain (default)", "multi-positive"]
     rows = _table_rows(report, "## Ablations")
     for row in results["ablation_table"]:
         assert rows[row["label"]][0] == format_stat(row["SSA-1"])
-    multi = results["ablations"][1]["runs"][0]
+    multi = results["ablations"][3]["runs"][0]
     assert "loss.targets=multi_positive" in multi["hyper"]["overrides"]
+    alone = results["ablations"][0]["runs"][0]
+    assert "loss.caption_template={caption}" in alone["hyper"]["overrides"]
     # the default row is the main suite's AddressCLIP run: a main suite in the same folder reuses it
     assert (tmp_path / "methods" / "addressclip" / "seed0" / "result.json").is_file()
     main_options = BenchmarkOptions(

@@ -286,6 +286,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, dict):  # '{caption}' is a template, not a YAML mapping
+        value = raw
     return parts, value
 
 
