@@ -9,21 +9,15 @@ import pytest
 from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.linear_probe import fit_logistic
 from addressclip.baselines.runner import run_method
-from addressclip.eval.encode import FrozenEncoder
 from addressclip.eval.evaluate import EvalData
 from addressclip.eval.metrics import chance_accuracies
-from addressclip.eval.store import FeatureStore
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.eval.toyworld import toy_baseline_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
-    manifest = make_street_world(folder / "world")
-    init = train_toy_street_clip(manifest, folder / "clip")
-    data = EvalData.load(manifest, progress=False)
-    store = FeatureStore(folder / "features")
-    return data, FrozenEncoder.from_checkpoint(init, store, "cpu", progress=False), init
+    return toy_baseline_world(folder, folder / "features")
 
 
 def _setup(world, tmp_path: Path, **options) -> BaselineSetup:

@@ -9,21 +9,14 @@ import pytest
 from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.runner import run_method
 from addressclip.config import read_config_file
-from addressclip.eval.encode import FrozenEncoder
-from addressclip.eval.evaluate import EvalData
-from addressclip.eval.store import FeatureStore
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.eval.toyworld import toy_baseline_world
 
 FAST = ("train.threads=1", "optim.batch_size=12", "optim.epochs=1")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    manifest = make_street_world(folder / "world")
-    init = train_toy_street_clip(manifest, folder / "clip")
-    data = EvalData.load(manifest, progress=False)
-    return data, FrozenEncoder.from_checkpoint(init, FeatureStore(), "cpu", progress=False), init
+    return toy_baseline_world(tmp_path_factory.mktemp("toy"))
 
 
 def _setup(world, folder: Path, **options) -> BaselineSetup:

@@ -10,10 +10,7 @@ from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.prompts import PromptedText, freeze, token_embedding, visual_prompts
 from addressclip.baselines.runner import run_method
 from addressclip.config import load_config
-from addressclip.eval.encode import FrozenEncoder
-from addressclip.eval.evaluate import EvalData
-from addressclip.eval.store import FeatureStore
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.eval.toyworld import toy_baseline_world
 from addressclip.model import build_model
 
 ADDRESSES = ["Lautakatontie & Mahlakatu, Ristinkallio", "Muuralankuja & Tapiontie, Marttila"]
@@ -21,11 +18,7 @@ ADDRESSES = ["Lautakatontie & Mahlakatu, Ristinkallio", "Muuralankuja & Tapionti
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    manifest = make_street_world(folder / "world")
-    init = train_toy_street_clip(manifest, folder / "clip")
-    data = EvalData.load(manifest, progress=False)
-    return data, FrozenEncoder.from_checkpoint(init, FeatureStore(), "cpu", progress=False), init
+    return toy_baseline_world(tmp_path_factory.mktemp("toy"))
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu"])  # open_clip's text tower, then the MiniLM tower

@@ -9,19 +9,13 @@ import pytest
 from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.retrieval import GpsToAddress, NearestIndex, rank_addresses
 from addressclip.baselines.runner import run_method
-from addressclip.eval.encode import FrozenEncoder, kmeans, vlad
-from addressclip.eval.evaluate import EvalData
-from addressclip.eval.store import FeatureStore
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.eval.encode import kmeans, vlad
+from addressclip.eval.toyworld import toy_baseline_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    manifest = make_street_world(folder / "world")
-    init = train_toy_street_clip(manifest, folder / "clip")
-    data = EvalData.load(manifest, progress=False)
-    return data, FrozenEncoder.from_checkpoint(init, FeatureStore(), "cpu", progress=False), init
+    return toy_baseline_world(tmp_path_factory.mktemp("toy"))
 
 
 def _setup(world, tmp_path: Path, split: str = "test") -> BaselineSetup:

@@ -115,3 +115,17 @@ def train_toy_street_clip(manifest: str | Path, out: str | Path, *overrides: str
     result, _ = run_pretraining(config)
     assert result.model_path is not None
     return result.model_path
+
+
+def toy_baseline_world(folder: str | Path, feature_store: Path | None = None):
+    """(EvalData, FrozenEncoder, street CLIP path) of a fresh toy world: what baseline tests share."""
+    from addressclip.eval.encode import FrozenEncoder
+    from addressclip.eval.evaluate import EvalData
+    from addressclip.eval.store import FeatureStore
+
+    folder = Path(folder)
+    manifest = make_street_world(folder / "world")
+    init = train_toy_street_clip(manifest, folder / "clip")
+    data = EvalData.load(manifest, progress=False)
+    encoder = FrozenEncoder.from_checkpoint(init, FeatureStore(feature_store), "cpu", progress=False)
+    return data, encoder, init
