@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import shapely
 
-from addressclip.geo.neighbourhoods import NeighbourhoodMap, close_admin_relations
-from addressclip.geo.osm import AdminRelation, OsmExtract, PlaceNode, read_osm
+from addressclip.geo.neighbourhoods import NeighbourhoodMap, admin_areas, close_admin_relations
+from addressclip.geo.osm import AdminRelation, PlaceNode, read_osm
 from addressclip.geo.utm import UtmProjection
 from addressclip.resources import bundled_extract
 
@@ -62,11 +60,8 @@ def test_closed_polygons_fill_the_box(areas):
     assert areas["Westpark"].polygon.intersection(areas["Eastfield"].polygon).area < 1e-4 * box.area
 
 
-def _extract(areas, places) -> OsmExtract:
-    return OsmExtract(
-        path=Path("toy.osm"), bounds=BOUNDS, streets=[], buildings=[], pois=[], trees=[], places=places,
-        admin_relations=[], admin_areas=list(areas.values()), projection=PROJECTION,
-    )  # fmt: skip
+def _map(areas, places) -> NeighbourhoodMap:
+    return NeighbourhoodMap.from_areas(list(areas.values()), places, BOUNDS, PROJECTION)
 
 
 def _name_at(neighbourhoods: NeighbourhoodMap, lon: float, lat: float) -> str:
@@ -75,7 +70,7 @@ def _name_at(neighbourhoods: NeighbourhoodMap, lon: float, lat: float) -> str:
 
 
 def test_finest_level_wins(areas):
-    neighbourhoods = NeighbourhoodMap.from_extract(_extract(areas, PLACES))
+    neighbourhoods = _map(areas, PLACES)
     assert _name_at(neighbourhoods, 24.0005, 60.0098) == "Lonely"  # level 11 inside levels 10 and 9
     assert _name_at(neighbourhoods, 24.005, 60.005) == "Westpark"  # level 10 inside level 9
     assert _name_at(neighbourhoods, 24.015, 60.005) == "Eastfield"
@@ -89,17 +84,17 @@ def test_place_nodes_fill_in_where_no_admin_area(areas):
         PlaceNode("South End", "quarter", 24.01, 60.0005),
     ]
     only_east = {"Eastfield": areas["Eastfield"]}
-    neighbourhoods = NeighbourhoodMap.from_extract(_extract(only_east, places))
+    neighbourhoods = _map(only_east, places)
     assert _name_at(neighbourhoods, 24.015, 60.005) == "Eastfield"
     assert _name_at(neighbourhoods, 24.005, 60.008) == "North End"
     assert _name_at(neighbourhoods, 24.005, 60.001) == "South End"
     assert {a.source for a in neighbourhoods.areas} == {"admin", "place"}
-    nothing = NeighbourhoodMap.from_extract(_extract({}, []))
+    nothing = _map({}, [])
     assert _name_at(nothing, 24.005, 60.005) == ""
 
 
 def test_records_round_trip(areas):
-    neighbourhoods = NeighbourhoodMap.from_extract(_extract(areas, PLACES))
+    neighbourhoods = _map(areas, PLACES)
     again = NeighbourhoodMap.from_records(neighbourhoods.to_records())
     x, y = PROJECTION.to_utm(np.linspace(24.0, 24.02, 50), np.linspace(60.0, 60.01, 50))
     assert list(again.name_at(x, y)) == list(neighbourhoods.name_at(x, y))
@@ -111,7 +106,7 @@ def helsinki():
 
 
 def test_helsinki_admin_areas(helsinki):
-    methods = {a.name: a.method for a in helsinki.admin_areas}
+    methods = {a.name: a.method for a in admin_areas(helsinki)}
     assert methods == {
         "Siltasaari": "anchor",
         "Kallio": "neighbours",
@@ -148,6 +143,18 @@ def test_helsinki_places_only_mode_uses_place_names(helsinki):
 
 def test_karhula_has_only_place_nodes():
     karhula = read_osm(bundled_extract("karhula"))
-    assert karhula.admin_areas == []
+    assert admin_areas(karhula) == []
     neighbourhoods = NeighbourhoodMap.from_extract(karhula)
     assert neighbourhoods.names == ["Helilä", "Malminki", "Marttila", "Ristinkallio", "Suurniitty"]
+
+
+def test_reading_osm_does_not_need_the_neighbourhood_code():
+    """The reader only reads: closing boundaries belongs to `geo.neighbourhoods` (no file circle)."""
+    import ast
+    import inspect
+
+    import addressclip.geo.osm as osm
+
+    tree = ast.parse(inspect.getsource(osm))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "addressclip.geo.neighbourhoods" not in imported

@@ -33,13 +33,23 @@ import shapely
 from shapely.geometry import LineString, MultiPoint, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from addressclip.geo.osm import AdminArea, AdminRelation, PlaceNode
+from addressclip.geo.osm import AdminRelation, OsmExtract, PlaceNode
 from addressclip.geo.utm import UtmProjection
 
 PLACE_LEVEL = 12  # place-node cells rank below (are coarser in precedence than) every admin level
 _OVERSHOOT_M = 2.0  # extend open chain ends this far past the box, so noding cuts the box outline
 _TOUCH_M = 1.0  # chain ends closer than this to another of the relation's lines are not open
 _MIN_FACE_M2 = 1.0
+
+
+@dataclass(frozen=True)
+class AdminArea:
+    """A neighbourhood polygon (shapely, lon/lat) — closed against the extract bounds if needed."""
+
+    name: str
+    admin_level: int
+    polygon: object  # shapely Polygon | MultiPolygon
+    method: str = ""  # how the clipped ring was closed: 'closed' | 'anchor' | 'neighbours' | 'guess'
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,11 @@ def close_admin_relations(
     return sorted(areas, key=lambda a: (-a.admin_level, a.name))
 
 
+def admin_areas(extract: OsmExtract) -> list[AdminArea]:
+    """The extract's neighbourhood boundary relations closed into polygons (finest level first)."""
+    return close_admin_relations(extract.admin_relations, extract.bounds, extract.projection, extract.places)
+
+
 def _place_cells(names: list[str], xy: np.ndarray, frame: BaseGeometry) -> list[tuple[str, BaseGeometry]]:
     """Voronoi cells of the place nodes, clipped to the frame and merged per name."""
     if len(names) == 0:
@@ -286,18 +301,28 @@ class NeighbourhoodMap:
         self.place_xy = np.zeros((0, 2)) if place_xy is None else np.asarray(place_xy, dtype=float)
 
     @classmethod
-    def from_extract(cls, extract, source: str = "auto") -> NeighbourhoodMap:
+    def from_extract(cls, extract: OsmExtract, source: str = "auto") -> NeighbourhoodMap:
         """Build from an `OsmExtract`. source: 'auto' (admin areas, place nodes where none) or 'places'."""
         if source not in ("auto", "places"):
             raise ValueError(f"neighbourhood source must be 'auto' or 'places', not {source!r}")
-        projection = extract.projection
-        frame = _frame_polygon(extract.bounds, projection)
+        admin = admin_areas(extract) if source == "auto" else []
+        return cls.from_areas(admin, extract.places, extract.bounds, extract.projection)
+
+    @classmethod
+    def from_areas(
+        cls,
+        admin: Iterable[AdminArea],
+        places: Iterable[PlaceNode],
+        bounds: Sequence[float],
+        projection: UtmProjection,
+    ) -> NeighbourhoodMap:
+        """Build from closed admin areas and place nodes (place cells fill in where no area covers)."""
+        frame = _frame_polygon(bounds, projection)
         areas: list[NeighbourhoodArea] = []
-        if source == "auto":
-            for admin in extract.admin_areas:
-                polygon = _geometry_to_utm(admin.polygon, projection)
-                areas.append(NeighbourhoodArea(admin.name, admin.admin_level, "admin", polygon))
-        places = sorted(extract.places, key=lambda p: (p.name, p.lon, p.lat))
+        for area in admin:
+            polygon = _geometry_to_utm(area.polygon, projection)
+            areas.append(NeighbourhoodArea(area.name, area.admin_level, "admin", polygon))
+        places = sorted(places, key=lambda p: (p.name, p.lon, p.lat))
         names = [p.name for p in places]
         if places:
             e, n = projection.to_utm([p.lon for p in places], [p.lat for p in places])

@@ -4,8 +4,8 @@ A quick pass over the relations (which ways bound a neighbourhood), then one pas
 with node locations and area assembly: named street ways, building footprints with their tags,
 named shops/amenities, trees, place nodes and administrative boundaries. Administrative relations
 of a clipped extract are usually not closed; their member ways are kept as lines (split where the
-clip removed nodes) and `addressclip.geo.neighbourhoods.close_admin_relations` closes them against
-the extract's bounds into `OsmExtract.admin_areas`.
+clip removed nodes) in `OsmExtract.admin_relations`. Closing them into polygons is the neighbourhood
+code's job (`addressclip.geo.neighbourhoods.admin_areas`): this module only reads.
 """
 
 from __future__ import annotations
@@ -85,16 +85,6 @@ class AdminRelation:
     subareas: tuple[int, ...] = ()  # ids of `subarea` member relations (their place nodes anchor this one)
 
 
-@dataclass(frozen=True)
-class AdminArea:
-    """A neighbourhood polygon (shapely, lon/lat) — closed against the extract bounds if needed."""
-
-    name: str
-    admin_level: int
-    polygon: object  # shapely Polygon | MultiPolygon
-    method: str = ""  # how the clipped ring was closed: 'closed' | 'anchor' | 'neighbours' | 'guess'
-
-
 @dataclass
 class OsmExtract:
     path: Path
@@ -105,7 +95,6 @@ class OsmExtract:
     trees: list[Tree]
     places: list[PlaceNode]
     admin_relations: list[AdminRelation]
-    admin_areas: list[AdminArea] = field(default_factory=list)
     projection: UtmProjection = field(default=None)  # type: ignore[assignment]
 
 
@@ -262,9 +251,6 @@ def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWA
     else:
         centre_lon, centre_lat = np.median(lon_arr), np.median(lat_arr)
     projection = UtmProjection.for_point(float(centre_lon), float(centre_lat))
-    from addressclip.geo.neighbourhoods import close_admin_relations  # needs the classes above
-
-    admin_areas = close_admin_relations(admin_relations, bounds, projection, places)
     return OsmExtract(
         path=path,
         bounds=bounds,
@@ -274,7 +260,6 @@ def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWA
         trees=trees,
         places=places,
         admin_relations=admin_relations,
-        admin_areas=admin_areas,
         projection=projection,
     )
 
