@@ -13,8 +13,9 @@ import pytest
 import shapely
 
 from addressclip.errors import ConfigError, InputError
-from addressclip.geo.addressbook import AddressBook, PartitionConfig
+from addressclip.geo.addressbook import AddressBook
 from addressclip.geo.osm import read_osm
+from addressclip.geo.partition import PartitionConfig
 from addressclip.resources import bundled_extract
 
 

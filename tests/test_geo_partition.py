@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from addressclip.geo.addressbook import AddressBook, PartitionConfig
+from addressclip.geo.addressbook import AddressBook
+from addressclip.geo.partition import PartitionConfig
 
 LON0, LAT0 = 24.95, 60.17
 M_PER_DEG_LAT = 111_320.0

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     rules = parser.add_argument_group(
-        "partition rules (defaults: addressclip.geo.addressbook.PartitionConfig)"
+        "partition rules (defaults: addressclip.geo.partition.PartitionConfig)"
     )
     rules.add_argument(
         "--min-gap-m", type=float, help="drop junctions closer than this to the previous cut (35)"
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _config(args: argparse.Namespace):
-    from addressclip.geo.addressbook import PartitionConfig
+    from addressclip.geo.partition import PartitionConfig
 
     values: dict[str, object] = {}
     if args.highway is not None:

@@ -154,7 +154,8 @@ def _osm_source(osm: Path | None, world: str | None) -> Path | None:
 
 
 def _load_addressbook(osm_path: Path, min_gap_m: float | None) -> AddressBook:
-    from addressclip.geo.addressbook import AddressBook, PartitionConfig
+    from addressclip.geo.addressbook import AddressBook
+    from addressclip.geo.partition import PartitionConfig
 
     config = PartitionConfig()
     if min_gap_m is not None:

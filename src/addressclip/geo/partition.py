@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import shapely
@@ -38,7 +38,8 @@ from shapely.geometry import LineString, MultiLineString, Point
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
 
-from addressclip.geo.osm import StreetWay
+from addressclip.errors import ConfigError
+from addressclip.geo.osm import DEFAULT_HIGHWAY_CLASSES, StreetWay
 from addressclip.geo.utm import UtmProjection
 
 # Lower rank = more important; *_link roads rank just below their road.
@@ -50,6 +51,55 @@ _HIGHWAY_RANK = {
     )
 }  # fmt: skip
 _SAME_CUT_M = 1.0
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How streets are cut into address classes (the rules in the module docstring).
+
+    `min_gap_m` = 35: junctions closer than this to the previous cut are dropped, which keeps the two
+    crossings of a dual-carriageway cross street (15–30 m apart in Helsinki) and offset T-junctions
+    from making sub-streets shorter than a building front, while a normal city block (60–150 m) stays
+    its own address. `pedestrian` and `service` stay in the default highway classes: only *named*
+    ways count, and named ones are pedestrian streets and squares that people use as addresses
+    (Aleksanterinkatu, Kluuvikatu, Elielinaukio); unnamed driveways and parking aisles drop out.
+    `max_cross_streets` and `neighbourhood_source` are naming rules (`geo.naming`, `geo.neighbourhoods`)
+    kept here so that one object describes the whole partition.
+    """
+
+    highway_classes: tuple[str, ...] = DEFAULT_HIGHWAY_CLASSES
+    min_gap_m: float = 35.0
+    max_cross_streets: int = 2
+    street_split_m: float = 100.0  # same-name pieces farther apart than this are different streets
+    carriageway_snap_m: float = 35.0  # a junction cuts the street's parallel lines within this distance
+    neighbourhood_source: str = "auto"  # 'auto' (admin areas, then place nodes) | 'places'
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "highway_classes", tuple(self.highway_classes))
+        if not self.highway_classes:
+            raise ConfigError("partition: highway_classes must name at least one highway class")
+        for key in ("min_gap_m", "street_split_m", "carriageway_snap_m"):
+            value = getattr(self, key)
+            if not np.isfinite(value) or value < 0:
+                raise ConfigError(f"partition: {key} must be a non-negative number of metres, not {value!r}")
+        if self.max_cross_streets not in (1, 2):
+            raise ConfigError(f"partition: max_cross_streets must be 1 or 2, not {self.max_cross_streets!r}")
+        if self.neighbourhood_source not in ("auto", "places"):
+            source = self.neighbourhood_source
+            raise ConfigError(f"partition: neighbourhood_source must be 'auto' or 'places', not {source!r}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PartitionConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"partition: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return cls(**values)
 
 
 def highway_rank(highway: str) -> float:
@@ -162,13 +212,15 @@ def _line_cuts(
 
 
 def partition_streets(
-    streets: Sequence[StreetWay],
-    projection: UtmProjection,
-    min_gap_m: float,
-    street_split_m: float,
-    carriageway_snap_m: float,
+    streets: Sequence[StreetWay], projection: UtmProjection, config: PartitionConfig
 ) -> tuple[list[SubStreet], dict[str, tuple[float, float, str]]]:
-    """Cut the named streets into sub-streets; also return each street name's ranking key."""
+    """Cut the named streets into sub-streets; also return each street name's ranking key.
+
+    Only the cutting rules of `config` apply here (min_gap_m, street_split_m, carriageway_snap_m); the
+    caller picks the streets of `config.highway_classes`.
+    """
+    min_gap_m, street_split_m = config.min_gap_m, config.street_split_m
+    carriageway_snap_m = config.carriageway_snap_m
     names_at: dict[tuple[int, int], set[str]] = defaultdict(set)
     centrelines: dict[str, list[LineString]] = defaultdict(list)
     outlines: dict[str, list[LineString]] = defaultdict(list)
