@@ -7,7 +7,6 @@ generic message (the details go to the server log, never to the client).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -15,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from addressclip.errors import AddressclipError
 from addressclip.serve.images import ImageRejected
@@ -30,6 +28,7 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     500: "internal_error",
+    503: "overloaded",
 }
 
 
@@ -80,79 +79,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(error.status_code, "http_error")
         message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
-        return error_response(error.status_code, code, message)
+        response = error_response(error.status_code, code, message)
+        headers = dict(error.headers or {})
+        allow = headers.get("Allow")
+        if allow is not None and "GET" in allow and "HEAD" not in allow:
+            headers["Allow"] = allow + ", HEAD"  # every GET route answers HEAD (serve.access)
+        response.headers.update(headers)  # 405 keeps its Allow header (RFC 9110)
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal error (see the server log)")
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimitMiddleware:
-    """413 for any request body above `max_bytes`, declared (Content-Length) or streamed (chunked).
-
-    The body is counted as it arrives, so an oversized upload is cut off after `max_bytes` instead of
-    being spooled to disk whole.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = int(max_bytes)
-
-    def _too_large_message(self) -> str:
-        return f"request body is larger than the limit of {self.max_bytes:,} bytes"
-
-    async def _reply(self, send: Send) -> None:
-        body = json.dumps(error_body(413, "too_large", self._too_large_message())).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._reply(send)
-                    return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._reply(send)

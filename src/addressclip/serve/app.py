@@ -7,12 +7,19 @@ Endpoints (all errors are JSON, see `serve.api_errors`):
     GET  /v1/addresses/{id}    one address as a GeoJSON Feature (sub-street geometry, lon/lat)
     GET  /v1/network           every sub-street of the AddressBook, GeoJSON (what the web map draws)
     GET  /healthz              liveness + what is loaded + batching statistics
+    GET  /readyz               readiness: 200 while the model is loaded and requests are taken, else 503
     GET  /                     the web page (static files shipped in the package; no CDN, no tiles)
     GET  /docs                 an offline API reference rendered from /openapi.json
 
 Concurrent predict requests are decoded in worker threads, then batched together for the model
 (`serve.batching`). Clients send bytes only: no parameter names a file, and static files come from the
 package's own folder through Starlette's StaticFiles (which refuses paths leaving it).
+
+Limits (README "Limits and failure behaviour"): each route has its own body limit and all bodies in
+flight share one byte budget (`serve.limits`); decoding runs on a few threads only, so that the pixels
+of many concurrent uploads never sit in memory at once. GET routes answer HEAD too, every response
+carries `X-Request-ID`, and each request is logged as one JSON line (`serve.access`). SIGTERM stops
+accepting connections, lets the requests in flight finish, and exits 0.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import socket
 import threading
 import time
@@ -32,15 +40,17 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from addressclip import __version__
 from addressclip.serve import schemas
-from addressclip.serve.api_errors import ApiError, BodyLimitMiddleware, install_error_handlers
+from addressclip.serve.access import AccessMiddleware
+from addressclip.serve.api_errors import ApiError, error_body, install_error_handlers
 from addressclip.serve.batching import MicroBatcher
 from addressclip.serve.images import DEFAULT_MAX_PIXELS
+from addressclip.serve.limits import BodyLimits, InFlightBudget, RequestLimitMiddleware
 from addressclip.serve.predictor import AddressPredictor, Prediction
 from addressclip.serve.search import AddressIndex
 from addressclip.serve.uploads import Upload, read_uploads
@@ -52,41 +62,57 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Limits and batching of the service (the `addressclip serve` options)."""
+    """Limits and batching of the service (the `addressclip serve` options). Sizes in bytes."""
 
-    max_upload_bytes: int = 10 * MiB  # one image
-    max_request_bytes: int = 48 * MiB  # one whole request body (base64 adds a third)
+    max_upload_bytes: int = 10 * MiB  # one image; POST /v1/predict takes 4/3 of it (+64 KiB) as body
+    max_request_bytes: int = 64 * MiB  # POST /v1/predict/batch as multipart (spooled to disk while read)
+    max_json_batch_bytes: int = 24 * MiB  # POST /v1/predict/batch as JSON (parsed in memory: ~3x)
+    max_inflight_bytes: int = 256 * MiB  # request bodies admitted at once; beyond: 503 + Retry-After
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard, from the image header
     max_batch_images: int = 16  # images in one /v1/predict/batch request
     max_top_k: int = 50
+    max_decoders: int = 2  # images decoded at once (each can hold max_pixels x 4 bytes while it is)
     batch_max_images: int = 32  # images per model forward pass
     batch_wait_ms: float = 5.0  # how long the first queued request waits for company
     max_connections: int = 64  # uvicorn answers 503 beyond this many concurrent connections
+    shutdown_grace_s: float = 30.0  # on SIGTERM, how long requests in flight may take to finish
+
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits.for_upload(self.max_upload_bytes, self.max_request_bytes, self.max_json_batch_bytes)
 
 
-def _openapi_body(many: bool) -> dict[str, Any]:
-    field, binary = (
-        ("images", {"type": "array", "items": {"type": "string", "format": "binary"}})
+class GeoJSONResponse(JSONResponse):
+    media_type = "application/geo+json"
+
+
+def _openapi_body(many: bool, settings: ServiceSettings) -> dict[str, Any]:
+    """The request body as documented: the same constraints the endpoint enforces (schemas.py)."""
+    model = (
+        schemas.batch_json_model(settings.max_batch_images, settings.max_top_k)
         if many
-        else (
-            "image",
-            {"type": "string", "format": "binary"},
-        )
+        else schemas.predict_json_model(settings.max_top_k)
     )
-    b64 = {"type": "string", "description": "base64 (a data: URL is accepted)"}
-    json_schema = {
-        "type": "object",
-        "required": [field],
-        "properties": {field: {"type": "array", "items": b64} if many else b64, "top_k": {"type": "integer"}},
-    }
+    json_schema = schemas.inline_refs(model.model_json_schema())
+    field = "images" if many else "image"
+    binary = {"type": "string", "format": "binary"}
+    file_schema = (
+        {"type": "array", "items": binary, "minItems": 1, "maxItems": settings.max_batch_images}
+        if many
+        else binary
+    )
+    top_k = {"type": "integer", "minimum": 1, "maximum": settings.max_top_k}
     content: dict[str, Any] = {
         "multipart/form-data": {
-            "schema": {"type": "object", "required": [field], "properties": {field: binary}}
+            "schema": {
+                "type": "object",
+                "required": [field],
+                "properties": {field: file_schema, "top_k": top_k},
+            }
         },
         "application/json": {"schema": json_schema},
     }
     if not many:
-        content["image/*"] = {"schema": {"type": "string", "format": "binary"}}
+        content["image/*"] = {"schema": binary}
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -102,7 +128,11 @@ class _Service:
             predictor.predict_pixels, settings.batch_max_images, settings.batch_wait_ms
         )
         self.index = AddressIndex(predictor.gallery.addresses)
+        self.budget = InFlightBudget(settings.max_inflight_bytes)
+        self.started = False  # the batcher runs: predictions are served
+        self.draining = False  # SIGTERM received: finishing what is in flight, taking nothing new
         self._network: bytes | None = None
+        self._decoders: asyncio.Semaphore | None = None
 
     def network_json(self) -> bytes:
         if self._network is None:
@@ -116,9 +146,14 @@ class _Service:
             )
         return top_k
 
+    async def _decode(self, upload: Upload) -> np.ndarray:
+        if self._decoders is None:
+            self._decoders = asyncio.Semaphore(max(1, self.settings.max_decoders))
+        async with self._decoders:  # a decoded photo can be hundreds of MB: only a few at once
+            return await run_in_threadpool(self.predictor.decode, upload.data, upload.name)
+
     async def predict(self, uploads: list[Upload], top_k: int) -> list[Prediction]:
-        decode = self.predictor.decode
-        pixels = await asyncio.gather(*(run_in_threadpool(decode, u.data, u.name) for u in uploads))
+        pixels = await asyncio.gather(*(self._decode(u) for u in uploads))
         results = await self.batcher.submit(np.stack(pixels), top_k, [u.name for u in uploads])
         return [replace(r, matches=r.matches[:top_k]) for r in results]
 
@@ -131,9 +166,11 @@ def create_app(predictor: AddressPredictor, settings: ServiceSettings | None = N
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await service.batcher.start()
+        service.started = True
         try:
             yield
         finally:
+            service.started = False
             await service.batcher.stop()
 
     app = FastAPI(
@@ -146,10 +183,13 @@ def create_app(predictor: AddressPredictor, settings: ServiceSettings | None = N
     )
     app.state.service = service
     install_error_handlers(app)
+    # the last added runs first: request id + access log, then the body limits, then compression
     app.add_middleware(GZipMiddleware, minimum_size=2048)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestLimitMiddleware, limits=settings.body_limits(), budget=service.budget)
+    app.add_middleware(AccessMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_api_routes(app, service)
+    _add_health_routes(app, service)
     _add_page_routes(app)
     return app
 
@@ -157,21 +197,26 @@ def create_app(predictor: AddressPredictor, settings: ServiceSettings | None = N
 def _add_api_routes(app: FastAPI, service: _Service) -> None:
     predictor = service.predictor
     settings = service.settings
-    top_k_query = Query(5, description="how many addresses to return")
+    top_k_query = Query(5, ge=1, le=settings.max_top_k, description="how many addresses to return")
     geometry_query = Query(True, description="include each match's GeoJSON geometry")
+
+    async def run(request: Request, many: bool, top_k: int) -> list[Prediction]:
+        limit = settings.max_batch_images if many else 1
+        body = await read_uploads(request, many, limit, settings.max_upload_bytes)
+        request.state.images = len(body.uploads)
+        k = service.check_top_k(body.top_k if body.top_k is not None else top_k)
+        return await service.predict(body.uploads, k)
 
     @app.post(
         "/v1/predict",
         response_model=schemas.PredictionOut,
         response_model_exclude_unset=True,  # geometry=false leaves the key out rather than null
         responses=schemas.ERROR_RESPONSES,
-        openapi_extra=_openapi_body(many=False),
+        openapi_extra=_openapi_body(False, settings),
         summary="Predict the address of one photo",
     )
     async def predict(request: Request, top_k: int = top_k_query, geometry: bool = geometry_query) -> dict:
-        body = await read_uploads(request, False, 1, settings.max_upload_bytes)
-        k = service.check_top_k(body.top_k or top_k)
-        [result] = await service.predict(body.uploads, k)
+        [result] = await run(request, False, top_k)
         return result.to_dict(with_geometry=geometry)
 
     @app.post(
@@ -179,22 +224,25 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
         response_model=schemas.BatchOut,
         response_model_exclude_unset=True,
         responses=schemas.ERROR_RESPONSES,
-        openapi_extra=_openapi_body(many=True),
+        openapi_extra=_openapi_body(True, settings),
         summary="Predict the addresses of several photos",
     )
     async def predict_batch(
         request: Request, top_k: int = top_k_query, geometry: bool = geometry_query
     ) -> dict:
-        body = await read_uploads(request, True, settings.max_batch_images, settings.max_upload_bytes)
-        k = service.check_top_k(body.top_k or top_k)
-        results = await service.predict(body.uploads, k)
+        results = await run(request, True, top_k)
         return {"predictions": [r.to_dict(with_geometry=geometry) for r in results]}
 
-    @app.get("/v1/addresses", response_model=schemas.SearchOut, summary="Search the candidate addresses")
+    @app.get(
+        "/v1/addresses",
+        response_model=schemas.SearchOut,
+        responses=schemas.GET_ERROR_RESPONSES,
+        summary="Search the candidate addresses",
+    )
     async def search(
         q: str = Query("", max_length=200, description="words to find, any order, accents ignored"),
         limit: int = Query(20, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=1_000_000_000),
     ) -> dict:
         rows = service.index.search(q)
         items = [predictor.gallery.record(row) for row in rows[offset : offset + limit]]
@@ -203,7 +251,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
     @app.get(
         "/v1/addresses/{address_id}",
         response_model=schemas.AddressFeature,
-        responses={404: {"model": schemas.ErrorOut}},
+        responses=schemas.GET_ERROR_RESPONSES,
         summary="One address with its sub-street geometry (GeoJSON Feature)",
     )
     async def address(address_id: str) -> dict:
@@ -218,14 +266,26 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
             "properties": record,
         }
 
-    @app.get("/v1/network", summary="The street network (GeoJSON FeatureCollection, lon/lat)")
+    @app.get(
+        "/v1/network",
+        response_class=GeoJSONResponse,
+        responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
+        summary="The street network (GeoJSON FeatureCollection, lon/lat)",
+    )
     async def network() -> Response:
-        return Response(service.network_json(), media_type="application/geo+json")
+        return Response(service.network_json(), media_type=GeoJSONResponse.media_type)
+
+
+def _add_health_routes(app: FastAPI, service: _Service) -> None:
+    predictor = service.predictor
+    settings = service.settings
 
     @app.get("/healthz", response_model=schemas.HealthOut, summary="Liveness and what is loaded")
     async def healthz() -> dict:
         gallery = predictor.gallery
         calibration = predictor.calibration
+        limits = {k: int(v) for k, v in asdict(settings).items() if k.startswith("max_")}
+        limits["max_predict_body_bytes"] = settings.body_limits().single
         return {
             "status": "ok",
             "addresses": len(gallery),
@@ -234,9 +294,24 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
             "image_size": predictor.image_size,
             "calibrated": calibration is not None,
             "threshold": calibration.threshold if calibration else None,
-            "limits": {k: int(v) for k, v in asdict(settings).items() if k.startswith("max_")},
+            "limits": limits,
             "batching": service.batcher.stats.to_dict(),
+            "inflight_bytes": service.budget.to_dict(),
         }
+
+    @app.get(
+        "/readyz",
+        response_model=schemas.ReadyOut,
+        responses={503: {"model": schemas.ErrorOut, "description": "starting or shutting down"}},
+        summary="Readiness: 200 while predictions are served, 503 while starting or draining",
+    )
+    async def readyz() -> Response:
+        if service.started and not service.draining:
+            return JSONResponse({"status": "ready"})
+        why = "shutting down" if service.draining else "starting"
+        return JSONResponse(
+            error_body(503, "not_ready", f"not ready: {why}"), status_code=503, headers={"Retry-After": "1"}
+        )
 
 
 def _add_page_routes(app: FastAPI) -> None:
@@ -250,25 +325,91 @@ def _add_page_routes(app: FastAPI) -> None:
 
 
 # ------------------------------------------------------------------------------------- running
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Listen on host:port now, so that a bad or busy port is a one-line error before anything else.
+
+    Raises AddressclipError (exit code 2 from the command line) naming the address and the fix.
+    """
+    from addressclip.errors import AddressclipError
+
+    if not 0 <= port <= 65535:
+        raise AddressclipError(f"--port {port}: not a TCP port; choose one within 1..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise AddressclipError(f"--host {host}: cannot resolve it ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a previous run only
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        reason = error.strerror or str(error)
+        raise AddressclipError(
+            f"--port {port}: cannot listen on {host}:{port} ({reason}); stop the other server or choose "
+            "another --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _configure_access_log(enabled: bool) -> None:
+    """Access lines go to stderr as bare JSON (one object per line), unless logging is set up already."""
+    logger = logging.getLogger("addressclip.serve.access")
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def run_server(
     predictor: AddressPredictor,
     host: str = "127.0.0.1",
     port: int = 8000,
     settings: ServiceSettings | None = None,
     log_level: str = "info",
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve until interrupted (what `addressclip serve` runs)."""
+    """Serve until SIGTERM/SIGINT (what `addressclip serve` runs); `sock` from `bind_socket`.
+
+    SIGTERM (docker stop, systemd, Kubernetes) drains: /readyz turns 503, no new connection is
+    accepted, requests in flight finish (up to `shutdown_grace_s`), then the call returns normally,
+    so the process exits 0. SIGINT behaves the same and then raises KeyboardInterrupt (exit 130).
+    """
     import uvicorn
 
     settings = settings or ServiceSettings()
-    uvicorn.run(
-        create_app(predictor, settings),
-        host=host,
-        port=port,
+    app = create_app(predictor, settings)
+    service: _Service = app.state.service
+    _configure_access_log(log_level in ("info", "debug"))
+    config = uvicorn.Config(
+        app,
         log_level=log_level,
+        access_log=False,  # replaced by the JSON lines of serve.access
         timeout_keep_alive=5,
         limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.draining = True
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:  # a requested stop, not a crash: do not re-raise it afterwards
+                with contextlib.suppress(AttributeError, ValueError):
+                    self._captured_signals.remove(sig)
+
+    server = DrainingServer(config)
+    if sock is None:
+        sock = bind_socket(host, port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 class ServerThread:

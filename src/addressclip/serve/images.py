@@ -107,6 +107,31 @@ def _identify_failure(data: bytes | Path, name: str) -> ImageRejected:
     return ImageRejected(name, "not_image", "not an image (no known image format recognised)")
 
 
+# Single-channel modes wider than 8 bits (16-bit greyscale PNG/TIFF, 32-bit integer, float). PIL's
+# convert("RGB") clips them at 255 instead of scaling, which turns a 16-bit photo all white.
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+def _wide_to_8bit(image: Image.Image, name: str) -> Image.Image:
+    """A greyscale image of 16-bit samples scaled to 8 bits ('L'); 415 for other wide samples.
+
+    16-bit modes map 0..65535 to 0..255 (divide by 257, as every viewer does). Mode 'I' is how PIL
+    opens some 16-bit files, so it is scaled the same way when its values fit in 16 bits; 32-bit
+    integer or float images have no agreed white level and are refused rather than guessed at.
+    """
+    if image.mode == "F":
+        raise ImageRejected(
+            name, "unsupported_format", "32-bit float images are not accepted (use 8 or 16 bit)"
+        )
+    values = np.asarray(image)
+    if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+        raise ImageRejected(
+            name, "unsupported_format", "32-bit integer images are not accepted (use 8 or 16 bit)"
+        )
+    scaled = ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
 def _read_path(path: Path, max_bytes: int) -> Path:
     if not path.is_file():
         raise ImageRejected(path, "not_found", "file not found" if not path.exists() else "not a file")
@@ -137,6 +162,8 @@ def square_pixels(
             raise ImageRejected(
                 label, "too_many_pixels", f"image is {width}x{height}, above {max_pixels:,} pixels"
             )
+        if source.mode in _WIDE_MODES:
+            source = _wide_to_8bit(source, label)
         try:
             return to_square(source, size, interpolation, draft=False)
         except (OSError, ValueError) as error:
@@ -156,6 +183,10 @@ def square_pixels(
     image = _open(data, label, max_pixels)
     try:
         with image:
+            if image.mode in _WIDE_MODES:
+                wide = _wide_to_8bit(image, label)
+                with wide:
+                    return to_square(wide, size, interpolation, draft=False)
             return to_square(image, size, interpolation)
     except Image.DecompressionBombError:
         raise ImageRejected(

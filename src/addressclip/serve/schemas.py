@@ -1,10 +1,15 @@
-"""Response shapes of the REST service (they are what the OpenAPI document at /openapi.json shows)."""
+"""Request and response shapes of the REST service: what the OpenAPI document at /openapi.json shows.
+
+The schema is the contract: every constraint the endpoints enforce (a non-empty image, top_k within
+1..max_top_k, 1..max_batch_images images) is declared here, and tests/test_serve_fuzz.py drives the
+service with requests generated from the document to keep the two in agreement.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 
 class Match(BaseModel):
@@ -61,6 +66,54 @@ class AddressFeature(BaseModel):
     properties: AddressOut
 
 
+# ------------------------------------------------------------------------------- request bodies
+B64_DESCRIPTION = "the image file, base64 (a data: URL is accepted)"
+
+
+class ImageItem(BaseModel):
+    image: str = Field(min_length=1, description=B64_DESCRIPTION)
+    filename: str | None = Field(None, description="shown as the prediction's source")
+
+
+def _top_k_field(max_top_k: int) -> Any:
+    return (int | None, Field(None, ge=1, le=max_top_k, description="how many addresses to return"))
+
+
+def predict_json_model(max_top_k: int) -> type[BaseModel]:
+    """`POST /v1/predict` as JSON, with this server's top_k range."""
+    image = (str, Field(min_length=1, description=B64_DESCRIPTION))
+    return create_model("PredictJSON", image=image, top_k=_top_k_field(max_top_k))
+
+
+def batch_json_model(max_images: int, max_top_k: int) -> type[BaseModel]:
+    """`POST /v1/predict/batch` as JSON: 1..max_images base64 strings (or {image, filename} objects)."""
+    base64_text = Annotated[str, Field(min_length=1)]
+    images = (list[base64_text | ImageItem], Field(min_length=1, max_length=max_images))
+    return create_model("BatchJSON", images=images, top_k=_top_k_field(max_top_k))
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` references replaced by the definitions (for an inline body)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
+
+
+# ------------------------------------------------------------------------------------- health
+class ReadyOut(BaseModel):
+    status: str = Field(description="'ready'")
+
+
 class HealthOut(BaseModel):
     status: str
     addresses: int
@@ -71,6 +124,7 @@ class HealthOut(BaseModel):
     threshold: float | None
     limits: dict[str, int]
     batching: dict[str, int | float]
+    inflight_bytes: dict[str, int] = Field(description="request bodies in memory now, their peak and budget")
 
 
 class ErrorDetail(BaseModel):
@@ -90,5 +144,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "upload, image or request too large (bytes or pixels)"),
         (415, "not an image, or an image format that is not accepted"),
         (422, "invalid parameter, missing image, or truncated/corrupt image"),
+        (503, "busy: the in-flight upload budget is spent, or the server is shutting down (see Retry-After)"),
+    )
+}
+# What every GET route can answer besides its 200 (404 for unknown ids, 422 for bad query parameters).
+GET_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (404, "no such address"),
+        (422, "invalid query parameter"),
     )
 }

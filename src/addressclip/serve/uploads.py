@@ -2,7 +2,8 @@
 
 Only bytes come out of here — never a path: nothing a client sends is used to open a file. The limits
 (per-image bytes, number of images) are checked here; the body as a whole is capped by
-`BodyLimitMiddleware`, and decoding limits (pixels, formats) by `serve.images`.
+`serve.limits` (per route, plus the in-flight budget), and decoding limits (pixels, formats) by
+`serve.images`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from addressclip.serve.api_errors import ApiError
+from addressclip.serve.limits import BodyRefused
 
 IMAGE_FIELDS = ("image", "file")  # multipart field names for /v1/predict
 BATCH_FIELDS = ("images", "image", "files", "file")
@@ -56,14 +60,34 @@ def decode_base64(text: Any, where: str) -> bytes:
 
 
 def _top_k(value: Any, where: str) -> int | None:
+    """The body's top_k: a whole number (JSON integer, or digits in a form field), never coerced.
+
+    2.7, "2.7", true, 1e400 (Infinity) and friends are refused with 422 rather than truncated; the
+    range is checked by the caller, for the body and the query parameter alike.
+    """
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise ApiError(422, "invalid_request", f"{where}: top_k must be an integer")
-    try:
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,6}", value.strip()):
         return int(value)
-    except (TypeError, ValueError):
-        raise ApiError(422, "invalid_request", f"{where}: top_k must be an integer, not {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    shown = repr(value)[:40]
+    raise ApiError(422, "invalid_request", f"{where}: top_k must be a whole number, not {shown}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Standard JSON only: NaN/Infinity and nesting deeper than the parser's stack are 400s."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ApiError(400, "bad_json", "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        detail = str(error).split(":")[0][:80] if isinstance(error, ValueError) else "not UTF-8"
+        raise ApiError(400, "bad_json", f"request body is not valid JSON ({detail})") from None
 
 
 async def _from_form(
@@ -71,6 +95,8 @@ async def _from_form(
 ) -> UploadRequest:
     try:
         form = await request.form(max_files=max_images + 1, max_fields=16, max_part_size=64 * 1024)
+    except BodyRefused:
+        raise  # over the body limit or the budget: the middleware answers 413/503
     except Exception as error:  # starlette raises MultiPartException / HTTPException for broken bodies
         detail = getattr(error, "message", None) or getattr(error, "detail", None) or str(error)
         raise ApiError(400, "bad_multipart", f"malformed multipart body ({detail})") from None
@@ -105,11 +131,8 @@ def _json_item(item: Any, where: str, max_bytes: int) -> Upload:
     return Upload(name, data)
 
 
-async def _from_json(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "request body is not valid JSON") from None
+def _json_uploads(raw: bytes, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "JSON body must be an object")
     top_k = _top_k(body.get("top_k"), "JSON")
@@ -125,6 +148,12 @@ async def _from_json(request: Request, many: bool, max_images: int, max_bytes: i
             413, "too_many_images", f"{len(items)} images in one request, above the limit of {max_images}"
         )
     return UploadRequest([_json_item(item, f"images[{i}]", max_bytes) for i, item in enumerate(items)], top_k)
+
+
+async def _from_json(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+    # parsed and base64-decoded in a worker thread: a large body must not stall the event loop
+    # (and with it /healthz) for the tens of milliseconds that takes
+    return await run_in_threadpool(_json_uploads, await request.body(), many, max_images, max_bytes)
 
 
 async def read_uploads(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
