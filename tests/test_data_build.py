@@ -251,12 +251,18 @@ def test_build_command_on_karhula_with_block_split(
         "build", "--format", "csv", "--images", str(tmp_path / "images"), "--csv", str(csv_path),
         "--world", "karhula", "--out", str(out), "--split-mode", "block", "--block-m", "300",
         "--split-ratios", "0.7,0.15,0.15", "--seed", "2", "--min-points", "3", "--no-progress",
+        "--min-gap-m", "40", "--carriageway-snap-m", "20",
     ])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "unlabelled 5 (outside_extract 4, too_far 1)" in printed and "wrote" in printed
     saved = json.loads((out / "build_report.json").read_text(encoding="utf-8"))
     assert saved["splits"]["method"] == "block" and saved["options"]["min_points"] == 3
+    from addressclip.geo.addressbook import AddressBook
+
+    rules = AddressBook.load(out / "addressbook").config  # the partition flags reach the saved book
+    assert (rules.min_gap_m, rules.carriageway_snap_m) == (40.0, 20.0)
+    assert saved["options"]["partition"]["min_gap_m"] == 40.0
     assert main(["validate", str(out / "manifest.parquet")]) == 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+
 WORLDS = ("helsinki", "karhula")
 
 
@@ -22,49 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
     source.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    rules = parser.add_argument_group(
-        "partition rules (defaults: addressclip.geo.partition.PartitionConfig)"
-    )
-    rules.add_argument(
-        "--min-gap-m", type=float, help="drop junctions closer than this to the previous cut (35)"
-    )
-    rules.add_argument(
-        "--highway",
-        metavar="CLASSES",
-        help="comma-separated OSM highway classes counted as streets (default: osm.DEFAULT_HIGHWAY_CLASSES)",
-    )
-    rules.add_argument("--max-cross-streets", type=int, choices=(1, 2), help="cross streets per address (2)")
-    rules.add_argument(
-        "--street-split-m", type=float, help="same-name pieces farther apart are different streets (100)"
-    )
-    rules.add_argument(
-        "--carriageway-snap-m", type=float, help="a junction also cuts parallel lines this close (35)"
-    )
-    rules.add_argument(
-        "--neighbourhoods", choices=("auto", "places"), help="admin areas then place nodes, or places only"
-    )
+    add_partition_arguments(parser)
     parser.add_argument("--no-map", action="store_true", help="skip the map PNG")
     parser.set_defaults(func=run)
-
-
-def _config(args: argparse.Namespace):
-    from addressclip.geo.partition import PartitionConfig
-
-    values: dict[str, object] = {}
-    if args.highway is not None:
-        classes = tuple(c.strip() for c in args.highway.split(",") if c.strip())
-        values["highway_classes"] = classes
-    for option, key in (
-        ("min_gap_m", "min_gap_m"),
-        ("max_cross_streets", "max_cross_streets"),
-        ("street_split_m", "street_split_m"),
-        ("carriageway_snap_m", "carriageway_snap_m"),
-        ("neighbourhoods", "neighbourhood_source"),
-    ):
-        value = getattr(args, option)
-        if value is not None:
-            values[key] = value
-    return PartitionConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from addressclip.geo.addressbook import AddressBook
     from addressclip.resources import bundled_extract
 
-    config = _config(args)
+    config = partition_config_from_args(args)
     path = bundled_extract(args.world) if args.world else args.osm
     started = time.perf_counter()
     book = AddressBook.from_osm(path, config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+
 FORMATS = ("cosplace", "json", "csv", "exif")
 WORLDS = ("helsinki", "karhula")
 
@@ -52,9 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     labels.add_argument(
         "--min-points", type=int, default=5, help="merge sub-streets with fewer capture locations (5)"
     )
-    labels.add_argument(
-        "--min-gap-m", type=float, help="drop street cuts closer than this (partition default)"
-    )
+    add_partition_arguments(parser)
     splits = parser.add_argument_group("splits")
     splits.add_argument("--split-ratios", default="0.8,0.1,0.1", metavar="T,V,T", help="(0.8,0.1,0.1)")
     splits.add_argument("--seed", type=int, default=0)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         addresses=args.addresses,
         max_dist_m=args.max_dist_m,
         min_points=args.min_points,
-        min_gap_m=args.min_gap_m,
+        partition=partition_config_from_args(args),
         split=split,
         strict=args.strict,
         progress=not args.no_progress,

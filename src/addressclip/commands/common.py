@@ -6,3 +6,293 @@ Command modules call these helpers from their `register` functions; each helper 
 """
 
 from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Any
+
+# ------------------------------------------------------------------------------------ progress
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """`--quiet`: no progress bars (the one spelling of this option in every command)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    # the old spelling of two commands, kept working but not shown
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+# ----------------------------------------------------------------------------- device, threads
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    parser.add_argument(
+        "--device", default=default, help=f"cpu, cuda, cuda:1 or auto (default: {default})"
+    )
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice); 1 is often fastest for small models on a busy CPU",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Check `--threads` and set torch's CPU threads from it."""
+    from addressclip.errors import ConfigError
+    from addressclip.model.device import set_threads
+
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {threads}")
+    set_threads(threads)
+
+
+def device_from_args(args: argparse.Namespace):
+    """The torch device `--device` names (checked: asking for CUDA without a GPU is a one-line error)."""
+    from addressclip.model.device import resolve_device
+
+    return resolve_device(args.device, field="--device")
+
+
+# --------------------------------------------------------------------------------- run config
+
+
+def add_run_config_arguments(parser: argparse.ArgumentParser, default_config: str = "cpu") -> None:
+    """Preset/YAML, resume, local weights and KEY=VALUE overrides (in any order with the options)."""
+    parser.add_argument(
+        "--config",
+        default=default_config,
+        help="preset name (paper, cpu, tiny) or a YAML file, e.g. a run's saved config.yaml "
+        f"(default: {default_config})",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="latest|PATH",
+        help="continue a run: 'latest' = OUT/checkpoints/latest.pt (exact: optimizer, RNG, sampler position)",
+    )
+    parser.add_argument("--pretrained", metavar="PATH", help="local open_clip weights (file or folder)")
+    add_overrides_argument(
+        parser,
+        "config overrides, e.g. data=runs/demo/world/manifest.parquet out=runs/demo/train optim.epochs=5",
+    )
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """KEY=VALUE overrides; `cli.main` also takes those given after options (intermixed)."""
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help_text)
+    parser.set_defaults(intermixed="overrides")
+
+
+def run_config_from_args(args: argparse.Namespace):
+    from addressclip.config import load_config
+
+    overrides = list(args.overrides)
+    if args.pretrained:
+        overrides.append(f"model.pretrained={args.pretrained}")
+    return load_config(args.config, overrides)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.1f}" for k, v in metrics.items()) if metrics else "(no val split)"
+
+
+# -------------------------------------------------------------------------- model / predictor
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
+    """Options shared by predict/export/serve: which model, which candidate addresses, which device."""
+    parser.add_argument(
+        flag,
+        dest="model",
+        required=True,
+        metavar="PATH",
+        help="a checkpoint (model.pt), a training run folder, or a bundle folder from `addressclip export`",
+    )
+    parser.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help="training manifest (default: the one recorded in the checkpoint); not needed for a bundle",
+    )
+    parser.add_argument(
+        "--addressbook", metavar="DIR", help="AddressBook folder (default: the manifest's, or the bundle's)"
+    )
+    parser.add_argument(
+        "--all-addresses",
+        action="store_true",
+        help="match against every sub-street of the AddressBook, not only the training addresses (open set)",
+    )
+    add_device_argument(parser, default="cpu")
+    add_threads_argument(parser)
+
+
+def predictor_from_args(args: argparse.Namespace, progress: bool = True):
+    """The `AddressPredictor` that `add_model_arguments`' options describe."""
+    from addressclip.serve.loading import load_predictor
+
+    apply_threads(args)
+    return load_predictor(
+        args.model,
+        device=device_from_args(args),
+        manifest=args.manifest,
+        addressbook=args.addressbook,
+        all_addresses=args.all_addresses,
+        progress=progress,
+    )
+
+
+# ------------------------------------------------------------------------------ method options
+
+
+def add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `baseline` and `benchmark` share: data, output, preset, street CLIP, split, device."""
+    parser.add_argument("--data", required=True, metavar="MANIFEST", help="manifest parquet")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--config", default="cpu", help="preset (paper, cpu, tiny) or YAML for training methods"
+    )
+    parser.add_argument(
+        "--init",
+        metavar="PATH",
+        help="the pretrained street CLIP (model.pt) every method starts from "
+        "(default: run/reuse `addressclip pretrain` with the same config)",
+    )
+    parser.add_argument("--split", default="test", help="evaluation split (default: test)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
+    add_threads_argument(parser)
+    add_overrides_argument(parser, "config overrides for training methods, e.g. optim.epochs=3")
+
+
+def parse_option_value(raw: str) -> object:
+    """A method setting's value, read as a YAML scalar ('50' -> 50, '1e-3' -> 0.001, 'a' -> 'a')."""
+    import yaml
+
+    try:
+        value: Any = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return value
+
+
+def method_options(items: list[str], grouped: bool = False) -> dict[str, Any]:
+    """`--option` values: ['steps=50'] -> {'steps': 50}; grouped: ['coop.steps=50'] -> {'coop': {...}}."""
+    from addressclip.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            form = "METHOD.NAME=VALUE" if grouped else "NAME=VALUE"
+            raise ConfigError(f"--option '{item}' must look like {form}")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if grouped:
+            if "." not in key:
+                raise ConfigError(f"--option '{item}' must look like METHOD.NAME=VALUE")
+            method, name = key.split(".", 1)
+            options.setdefault(method, {})[name] = parse_option_value(raw)
+        else:
+            options[key] = parse_option_value(raw)
+    return options
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+
+def metric_lines(metrics: dict) -> list[str]:
+    """The evaluation summary printed by `eval` and `baseline`."""
+    error = metrics["error_m"]
+    confusion = metrics["confusion"]
+
+    def pct(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.1f}"
+
+    lines = [
+        f"{metrics['queries']} queries, {metrics['candidates']} candidate addresses",
+        "  ".join(f"{k} {pct(metrics[k])}" for k in ("SSA-1", "SSA-5", "SA-1", "SA-5")),
+        f"metre error (to predicted sub-street, {metrics['geometry_source']}): "
+        f"median {pct(error['median'])} m, "
+        f"within 25 m {pct(error['within_25m'])} %, within 100 m {pct(error['within_100m'])} %",
+        f"calibration: ECE {pct(metrics['calibration']['ece'])} points; mean per-address SSA-1 "
+        f"{pct(metrics['mean_per_address_SSA-1'])} %",
+        f"top-1 errors {confusion['errors']}: neighbouring sub-street {pct(confusion['neighbour'])} %, "
+        f"same street {pct(confusion['same_street'])} %, other street {pct(confusion['other'])} %",
+    ]
+    for row in metrics.get("by_intersection_distance", []):
+        lines.append(
+            f"  {row['bin']:>12} from an intersection: {row['count']:5d} queries, SSA-1 {pct(row['SSA-1'])}"
+        )
+    return lines
+
+
+def output_path(text: str | None, field: str, want: str = "file") -> Path | None:
+    """An output path that is checked before any work: a file where a folder is wanted (or the
+    reverse) is a one-line error naming the option, not a traceback at the end of a long run."""
+    from addressclip.errors import ConfigError
+
+    if text is None:
+        return None
+    path = Path(text)
+    if want == "file" and path.is_dir():
+        raise ConfigError(f"{field}: {path} is a folder; give a file name")
+    if want == "folder" and path.exists() and not path.is_dir():
+        raise ConfigError(f"{field}: {path} exists and is not a folder")
+    if want == "file" and path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{field}: {path.parent} is not a folder")
+    return path
+
+
+# ---------------------------------------------------------------------------- partition rules
+
+# flag dest -> PartitionConfig field; every command that partitions an OSM extract takes all six
+PARTITION_OPTIONS: dict[str, str] = {
+    "highway": "highway_classes",
+    "min_gap_m": "min_gap_m",
+    "max_cross_streets": "max_cross_streets",
+    "street_split_m": "street_split_m",
+    "carriageway_snap_m": "carriageway_snap_m",
+    "neighbourhoods": "neighbourhood_source",
+}
+
+
+def add_partition_arguments(parser: argparse.ArgumentParser) -> None:
+    """The six partition rules of `geo.partition.PartitionConfig`, in the same words in every command."""
+    rules = parser.add_argument_group("partition rules (defaults: addressclip.geo.partition.PartitionConfig)")
+    rules.add_argument(
+        "--highway",
+        metavar="CLASSES",
+        help="comma-separated OSM highway classes counted as streets (default: osm.DEFAULT_HIGHWAY_CLASSES)",
+    )
+    rules.add_argument(
+        "--min-gap-m", type=float, help="drop junctions closer than this to the previous cut (35)"
+    )
+    rules.add_argument("--max-cross-streets", type=int, choices=(1, 2), help="cross streets per address (2)")
+    rules.add_argument(
+        "--street-split-m", type=float, help="same-name pieces farther apart are different streets (100)"
+    )
+    rules.add_argument(
+        "--carriageway-snap-m", type=float, help="a junction also cuts parallel lines this close (35)"
+    )
+    rules.add_argument(
+        "--neighbourhoods", choices=("auto", "places"), help="admin areas then place nodes, or places only"
+    )
+
+
+def partition_config_from_args(args: argparse.Namespace):
+    """The `PartitionConfig` of `add_partition_arguments`' options (defaults where none is given)."""
+    from addressclip.geo.partition import PartitionConfig
+
+    values: dict[str, object] = {}
+    for option, key in PARTITION_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if option == "highway":
+            value = tuple(c.strip() for c in str(value).split(",") if c.strip())
+        values[key] = value
+    return PartitionConfig(**values)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--captioner", default="scene",
         help="'scene' (built-in, from the rendered content), 'none', 'blip:DIR' or 'module:factory'",
     )  # fmt: skip
+    add_partition_arguments(parser)
     parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="render even if OUT holds the same render")
     parser.add_argument("--no-pictures", action="store_true", help="skip the contact sheet and the map")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         split_ratios=parse_ratios(args.split_ratios),
         min_points_per_address=args.min_points,
         captioner=args.captioner,
+        partition=partition_config_from_args(args),
         force=args.force,
         pictures=not args.no_pictures,
         progress=not args.no_progress,

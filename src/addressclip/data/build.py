@@ -34,6 +34,7 @@ from addressclip.errors import AddressclipError, ConfigError, InputError
 
 if TYPE_CHECKING:
     from addressclip.geo.addressbook import AddressBook
+    from addressclip.geo.partition import PartitionConfig
 
 ADDRESS_SOURCES = ("osm", "given")
 # Extra image-table columns worth keeping in the manifest.
@@ -153,14 +154,10 @@ def _osm_source(osm: Path | None, world: str | None) -> Path | None:
     return None if osm is None else Path(osm)
 
 
-def _load_addressbook(osm_path: Path, min_gap_m: float | None) -> AddressBook:
+def _load_addressbook(osm_path: Path, partition: PartitionConfig) -> AddressBook:
     from addressclip.geo.addressbook import AddressBook
-    from addressclip.geo.partition import PartitionConfig
 
-    config = PartitionConfig()
-    if min_gap_m is not None:
-        config = dataclasses.replace(config, min_gap_m=float(min_gap_m))
-    return AddressBook.from_osm(osm_path, config)
+    return AddressBook.from_osm(osm_path, partition)
 
 
 def _label_with_osm(
@@ -264,7 +261,7 @@ def build_dataset(
     addresses: str | None = None,
     max_dist_m: float = 30.0,
     min_points: int = 5,
-    min_gap_m: float | None = None,
+    partition: PartitionConfig | None = None,
     split: SplitConfig | None = None,
     strict: bool = False,
     progress: bool = True,
@@ -272,8 +269,12 @@ def build_dataset(
     """Build `out/manifest.parquet` (+ `addressbook/`, `build_report.json`) from geotagged images.
 
     `addresses`: 'osm' (label GPS against the OSM extract) or 'given' (use the input's own address
-    column); default 'given' for the json format and 'osm' otherwise.
+    column); default 'given' for the json format and 'osm' otherwise. `partition`: the rules that cut
+    the OSM streets into addresses (default `PartitionConfig()`).
     """
+    from addressclip.geo.partition import PartitionConfig
+
+    partition = partition or PartitionConfig()
     images = Path(images)
     out = Path(out)
     address_source = addresses or ("given" if format == "json" else "osm")
@@ -301,7 +302,7 @@ def build_dataset(
         "osm": None if osm_path is None else str(osm_path),
         "max_dist_m": max_dist_m,
         "min_points": min_points,
-        "min_gap_m": min_gap_m,
+        "partition": partition.to_dict(),
         "split": dataclasses.asdict(split),
         "strict": strict,
     }
@@ -324,7 +325,7 @@ def build_dataset(
             f"no usable image was read from {images} ({_skip_summary(read)}); nothing written"
         )
 
-    book = _load_addressbook(osm_path, min_gap_m) if osm_path is not None else None
+    book = _load_addressbook(osm_path, partition) if osm_path is not None else None
     if address_source == "osm":
         assert book is not None
         frame, book = _label_with_osm(read.frame, book, max_dist_m, min_points, report)

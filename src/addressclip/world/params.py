@@ -71,6 +71,9 @@ class RenderParams:
     captioner: str = "scene"
     extract_sha1: str = ""
     renderer_version: str = RENDERER_VERSION
+    # The partition rules that differ from `PartitionConfig()` (a PartitionConfig.to_dict() subset);
+    # empty for the defaults, so that the hash of a default render stays what it was.
+    partition: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def resolve(
@@ -86,6 +89,7 @@ class RenderParams:
         split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
         min_points_per_address: int = 5,
         captioner: str = "scene",
+        partition=None,
     ) -> RenderParams:
         """Validate the user's choices against the preset (if any); raise ConfigError naming the bad one."""
         from addressclip.resources import bundled_extract
@@ -133,21 +137,48 @@ class RenderParams:
             min_points_per_address=int(min_points_per_address),
             captioner=captioner,
             extract_sha1=_file_sha1(extract),
+            partition=_partition_changes(partition),
         )
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        content = asdict(self)
+        content["partition"] = {key: value for key, value in self.partition}
+        return content
+
+    @property
+    def partition_config(self):
+        """The `PartitionConfig` this world is cut with (the defaults plus `partition`)."""
+        from addressclip.geo.partition import PartitionConfig
+
+        return PartitionConfig.from_dict(dict(self.partition))
 
     @property
     def hash(self) -> str:
         """Short hash of everything that decides the output (not of where the extract lives)."""
         content = self.to_dict()
         content.pop("extract_path")  # the same file elsewhere gives the same world
+        if not content["partition"]:
+            content.pop("partition")  # default rules: the hash renders made before the option had
         text = json.dumps(content, sort_keys=True)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
     def with_changes(self, **changes: object) -> RenderParams:
         return replace(self, **changes)
+
+
+def _partition_changes(partition) -> tuple[tuple[str, object], ...]:
+    """The (key, value) pairs of a PartitionConfig that differ from the defaults, sorted by key."""
+    if partition is None:
+        return ()
+    from addressclip.geo.partition import PartitionConfig
+
+    default = PartitionConfig().to_dict()
+    given = partition.to_dict()
+    return tuple(
+        (key, tuple(value) if isinstance(value, list) else value)
+        for key, value in sorted(given.items())
+        if value != default[key]
+    )
 
 
 def parse_size(size: int | tuple[int, int] | str) -> tuple[int, int]:

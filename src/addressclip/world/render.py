@@ -87,13 +87,15 @@ def render_world(
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     min_points_per_address: int = 5,
     captioner: str = "scene",
+    partition=None,
     force: bool = False,
     pictures: bool = True,
     progress: bool = True,
 ) -> RenderResult:
     """Render `world` ('tiny', 'demo' or a PATH.osm.pbf) into `out` as a CosPlace-format dataset.
 
-    Reuses an existing render in `out` when its `world.json` has the same parameter hash (unless
+    `partition` (a `geo.partition.PartitionConfig`, default rules when None) cuts the streets into
+    addresses. Reuses an existing render in `out` when its `world.json` has the same parameter hash (unless
     `force`). Raises ConfigError/InputError with a one-line message on bad parameters or input.
     """
     started = time.perf_counter()
@@ -108,6 +110,7 @@ def render_world(
         split_ratios=split_ratios,
         min_points_per_address=min_points_per_address,
         captioner=captioner,
+        partition=partition,
     )
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -196,7 +199,7 @@ def prepare_world(params: RenderParams):
     from addressclip.geo.osm import read_osm
 
     extract = read_osm(params.extract_path)
-    book = AddressBook.from_osm(extract)
+    book = AddressBook.from_osm(extract, params.partition_config)
 
     def district_of(utm_xy: np.ndarray) -> list[str]:
         names = book.neighbourhoods.name_at(utm_xy[:, 0], utm_xy[:, 1])
@@ -284,6 +287,7 @@ def build_manifest(
         osm=params.extract_path,
         max_dist_m=params.label_max_dist_m,
         min_points=params.min_points_per_address,
+        partition=params.partition_config,
         split=SplitConfig(ratios=params.split_ratios, seed=params.seed),
         strict=True,
         progress=progress,
