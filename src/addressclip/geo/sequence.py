@@ -201,8 +201,13 @@ def _ends_near_segments(
     return end_owner[end_index[near]], seg_owner[seg_index[near]]
 
 
-def substreet_adjacency(book: AddressBook, touch_m: float = 1.0, reach_m: float = 0.0) -> sp.csr_matrix:
-    """The sub-street adjacency of an AddressBook (rows/columns are its table rows)."""
+def substreet_adjacency(book: AddressBook, touch_m: float = 1.0, reach_m: float = 10.0) -> sp.csr_matrix:
+    """The sub-street adjacency of an AddressBook (rows/columns are its table rows).
+
+    `reach_m` = 10 joins squares and pedestrian streets that meet a street only through an area
+    outline: on the bundled Helsinki extract it takes the graph from 11 pieces (9 isolated
+    sub-streets) to 5 (3 isolated), mean degree 3.8 -> 4.1.
+    """
     return adjacency_from_geometries(list(book.table["geometry"]), touch_m=touch_m, reach_m=reach_m)
 
 
@@ -287,23 +292,26 @@ class SequenceDecoder:
         self._build_tables(matrix, degree)
 
     def _build_tables(self, matrix: sp.csr_matrix, degree: np.ndarray) -> None:
-        """Padded neighbour tables: row j lists j itself, then its neighbours, then padding."""
+        """Padded neighbour tables, one row per neighbour slot and one column per sub-street.
+
+        Column-major on purpose: reducing a (D, A) gather over axis 0 is an element-wise max/sum of
+        D rows (measured 5 us for A=500), against 14-36 us for a reduction along short rows.
+        """
         count = self.n_states
         width = int(degree.max(initial=0))
         rows = np.repeat(np.arange(count), degree)
         column = np.arange(len(matrix.indices)) - np.repeat(matrix.indptr[:-1], degree)
-        neighbours = np.full((count, width), count, dtype=np.int64)  # padding -> a zero/-inf slot
+        neighbours = np.full((count, width), count, dtype=np.intp)  # padding -> a zero/-inf slot
         neighbours[rows, column] = matrix.indices
-        self._neighbours = neighbours
+        self._neighbour_lists = [
+            matrix.indices[matrix.indptr[j] : matrix.indptr[j + 1]] for j in range(count)
+        ]
+        self._neighbours = np.ascontiguousarray(neighbours.T)  # (D, A)
         # Viterbi gathers from [delta + log stay (A), delta + log move-to-neighbour (A), -inf]
-        table = np.empty((count, width + 1), dtype=np.int64)
-        table[:, 0] = np.arange(count)
-        table[:, 1:] = np.where(neighbours < count, neighbours + count, 2 * count)
+        table = np.empty((width + 1, count), dtype=np.intp)
+        table[0] = np.arange(count)
+        table[1:] = np.where(self._neighbours < count, self._neighbours + count, 2 * count)
         self._viterbi_index = table
-        source = np.empty_like(table)
-        source[:, 0] = np.arange(count)
-        source[:, 1:] = np.where(neighbours < count, neighbours, 0)
-        self._viterbi_source = source
 
     @classmethod
     def from_addressbook(
@@ -311,7 +319,7 @@ class SequenceDecoder:
         book: AddressBook,
         params: TransitionParams | None = None,
         touch_m: float = 1.0,
-        reach_m: float = 0.0,
+        reach_m: float = 10.0,
         initial: np.ndarray | None = None,
     ) -> SequenceDecoder:
         """A decoder over the book's sub-streets (states = its table rows, in order)."""
@@ -385,34 +393,48 @@ class SequenceDecoder:
         return self._viterbi(emissions, steps)
 
     def _viterbi(self, emissions: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, float]:
+        """Max-product recursion, then a backtrace that recomputes only the chosen states' argmax.
+
+        Keeping every step's scores (T, A) and finding the best predecessor of one state per step
+        on the way back is cheaper than an argmax over all A states at every step.
+        """
         count, length = self.n_states, len(emissions)
         p_stay, p_move, p_uniform, which = self._step_tables(gaps)
         with np.errstate(divide="ignore"):
             log_stay = np.log(p_stay[:, None] + p_move[:, None] * self.isolated + p_uniform[:, None])
             log_move = np.log(p_move[:, None] * self.inv_degree + p_uniform[:, None])
             log_jump = np.log(p_uniform)
-        table, source = self._viterbi_index, self._viterbi_source
-        rows = np.arange(count)
-        back = np.empty((max(length - 1, 0), count), dtype=np.int32)
+        table = self._viterbi_index
+        scores = np.empty((length, count))
+        jumpers = np.empty(length, dtype=np.int64)
         extended = np.full(2 * count + 1, -np.inf)
-        delta = self.log_initial + emissions[0]
+        scores[0] = self.log_initial + emissions[0]
         for t in range(1, length):
             k = which[t - 1]
+            delta = scores[t - 1]
             np.add(delta, log_stay[k], out=extended[:count])
             np.add(delta, log_move[k], out=extended[count : 2 * count])
-            candidates = extended[table]
-            choice = candidates.argmax(axis=1)
-            best = candidates[rows, choice]
+            best = extended[table].max(axis=0)
             jumper = int(delta.argmax())
-            jump_score = delta[jumper] + log_jump[k]
-            jumps = jump_score > best
-            back[t - 1] = np.where(jumps, jumper, source[rows, choice])
-            delta = np.where(jumps, jump_score, best) + emissions[t]
+            jumpers[t - 1] = jumper
+            np.maximum(best, delta[jumper] + log_jump[k], out=best)
+            np.add(best, emissions[t], out=scores[t])
         path = np.empty(length, dtype=np.int64)
-        path[-1] = int(delta.argmax())
+        path[-1] = int(scores[-1].argmax())
         for t in range(length - 1, 0, -1):
-            path[t - 1] = back[t - 1, path[t]]
-        return path, float(delta.max())
+            here, k, delta = int(path[t]), which[t - 1], scores[t - 1]
+            neighbours = self._neighbour_lists[here]
+            best_from, best_score = here, delta[here] + log_stay[k, here]
+            if len(neighbours):
+                moves = delta[neighbours] + log_move[k, neighbours]
+                index = int(moves.argmax())
+                if moves[index] > best_score:
+                    best_from, best_score = int(neighbours[index]), moves[index]
+            jumper = int(jumpers[t - 1])
+            if delta[jumper] + log_jump[k] > best_score:
+                best_from = jumper
+            path[t - 1] = best_from
+        return path, float(scores[-1].max())
 
     def forward_backward(
         self, log_probs: np.ndarray, gaps: Sequence[float] | np.ndarray | None = None
@@ -432,7 +454,8 @@ class SequenceDecoder:
         likelihood = np.exp(emissions - shift)  # (T, A), row max 1
         alpha = np.empty((length, count))
         scale = np.empty(length)
-        padded = np.zeros(count + 1)
+        padded = np.zeros(count + 1)  # the last slot is the padding's zero
+        ones = np.ones(count)
         current = np.exp(self.log_initial) * likelihood[0]
         scale[0] = current.sum()
         alpha[0] = current / scale[0]
@@ -440,20 +463,23 @@ class SequenceDecoder:
             k = which[t - 1]
             previous = alpha[t - 1]
             np.multiply(previous, move_weight[k], out=padded[:count])
-            predicted = previous * self_weight[k] + padded[neighbours].sum(axis=1) + p_uniform[k]
-            current = predicted * likelihood[t]
-            scale[t] = current.sum()
-            alpha[t] = current / scale[t]
+            current = padded[neighbours].sum(axis=0)
+            current += previous * self_weight[k]
+            current += p_uniform[k]
+            current *= likelihood[t]
+            scale[t] = current.dot(ones)  # a dot product sums 500 numbers ~2x faster than .sum()
+            np.divide(current, scale[t], out=alpha[t])
         beta = np.empty((length, count))
         beta[-1] = 1.0
         for t in range(length - 1, 0, -1):
             k = which[t - 1]
-            weighted = likelihood[t] * beta[t]
-            padded[:count] = weighted
-            spread = padded[neighbours].sum(axis=1)
-            beta[t - 1] = (
-                weighted * self_weight[k] + move_weight[k] * spread + p_uniform[k] * weighted.sum()
-            ) / scale[t]
+            np.multiply(likelihood[t], beta[t], out=padded[:count])
+            weighted = padded[:count]
+            back = padded[neighbours].sum(axis=0)
+            back *= move_weight[k]
+            back += weighted * self_weight[k]
+            back += p_uniform[k] * weighted.dot(ones)
+            np.divide(back, scale[t], out=beta[t - 1])
         posteriors = alpha * beta
         posteriors /= posteriors.sum(axis=1, keepdims=True)
         log_likelihood = float(np.log(scale).sum() + shift.sum())
