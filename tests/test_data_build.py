@@ -45,7 +45,9 @@ def _json_dataset(root: Path, locations_per_address: int = 10) -> Path:
 def test_json_build_keeps_given_addresses(tmp_path: Path) -> None:
     json_path = _json_dataset(tmp_path)
     out = tmp_path / "dataset"
-    report = build_dataset("json", tmp_path / "images", out, json_path=json_path, progress=False)
+    report = build_dataset(
+        "json", tmp_path / "images", out, reader_options={"json_path": json_path}, progress=False
+    )
     assert validate_manifest(out / "manifest.parquet") == []
     manifest = read_manifest(out / "manifest.parquet")
     frame = manifest.frame
@@ -76,7 +78,7 @@ def test_build_is_deterministic_and_seeded(tmp_path: Path) -> None:
     frames = []
     for name, seed in (("one", 0), ("two", 0), ("three", 1)):
         build_dataset(
-            "json", tmp_path / "images", tmp_path / name, json_path=json_path,
+            "json", tmp_path / "images", tmp_path / name, reader_options={"json_path": json_path},
             split=SplitConfig(seed=seed), progress=False,
         )  # fmt: skip
         frames.append(read_manifest(tmp_path / name / "manifest.parquet").frame)
@@ -88,10 +90,17 @@ def test_failed_build_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(AddressclipError, match="no usable image"):
-        build_dataset("json", tmp_path / "images", tmp_path / "out", json_path=tmp_path / "empty.json")
+        build_dataset(
+            "json",
+            tmp_path / "images",
+            tmp_path / "out",
+            reader_options={"json_path": tmp_path / "empty.json"},
+        )
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="--osm PBF or --world"):
-        build_dataset("csv", tmp_path / "images", tmp_path / "out", csv_path=tmp_path / "x.csv")
+        build_dataset(
+            "csv", tmp_path / "images", tmp_path / "out", reader_options={"csv_path": tmp_path / "x.csv"}
+        )
     with pytest.raises(ConfigError, match="needs --json"):
         build_dataset("json", tmp_path / "images", tmp_path / "out")
 
@@ -201,7 +210,12 @@ def test_csv_build_on_karhula_end_to_end(tmp_path: Path, karhula_points: pd.Data
     csv_path = _csv_dataset(tmp_path, karhula_points)
     out = tmp_path / "dataset"
     report = build_dataset(
-        "csv", tmp_path / "images", out, csv_path=csv_path, world="karhula", progress=False
+        "csv",
+        tmp_path / "images",
+        out,
+        reader_options={"csv_path": csv_path},
+        world="karhula",
+        progress=False,
     )
 
     n_points = 2 * len(karhula_points)
@@ -289,7 +303,12 @@ def test_json_build_with_osm_saves_geometry_only_book(tmp_path: Path) -> None:
     json_path = _json_dataset(tmp_path)
     out = tmp_path / "dataset"
     report = build_dataset(
-        "json", tmp_path / "images", out, json_path=json_path, world="karhula", progress=False
+        "json",
+        tmp_path / "images",
+        out,
+        reader_options={"json_path": json_path},
+        world="karhula",
+        progress=False,
     )
     manifest = read_manifest(out / "manifest.parquet")
     assert manifest.addressbook_dir == (out / "addressbook").resolve()
@@ -306,8 +325,8 @@ def test_csv_with_given_addresses_needs_no_osm(tmp_path: Path) -> None:
         lines.append(f'{i}.jpg,{40.44 + 0.0001 * i:.5f},-79.99,"{address}",Main St')
     (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
     build_dataset(
-        "csv", tmp_path / "images", tmp_path / "out", csv_path=tmp_path / "p.csv", addresses="given",
-        split=SplitConfig(ratios=(0.5, 0.25, 0.25)), progress=False,
+        "csv", tmp_path / "images", tmp_path / "out", reader_options={"csv_path": tmp_path / "p.csv"},
+        addresses="given", split=SplitConfig(ratios=(0.5, 0.25, 0.25)), progress=False,
     )  # fmt: skip
     frame = read_manifest(tmp_path / "out" / "manifest.parquet").frame
     assert frame["utm_zone"].unique().tolist() == ["17T"]

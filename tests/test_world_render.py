@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -16,15 +17,29 @@ from addressclip.data.manifest import read_manifest, validate_manifest
 from addressclip.data.readers.cosplace import parse_cosplace_name, read_cosplace
 from addressclip.data.splits import SplitConfig
 from addressclip.errors import AddressclipError
+from addressclip.geo.addressbook import AddressBook
 from addressclip.resources import bundled_extract
 from addressclip.world import RenderParams, render_world
 from addressclip.world.render import load_cached
+
+PARTITIONS: list[str] = []  # the extracts the tiny render cut into addresses
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("world") / "tiny"
-    return render_world("tiny", out, progress=False)
+    cut = AddressBook.from_osm
+
+    def counting(source, config=None):
+        PARTITIONS.append(str(getattr(source, "path", source)))
+        return cut(source, config)
+
+    with mock.patch.object(AddressBook, "from_osm", counting):
+        return render_world("tiny", out, progress=False)
+
+
+def test_the_render_partitions_the_city_once(tiny):
+    assert len(PARTITIONS) == 1, PARTITIONS
 
 
 def test_tiny_world_size_and_files(tiny):

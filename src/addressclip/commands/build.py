@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+from addressclip.data.readers import READERS
 
-FORMATS = ("cosplace", "json", "csv", "exif")
 WORLDS = ("helsinki", "karhula")
 
 
@@ -22,25 +22,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     source = parser.add_argument_group("input")
-    source.add_argument("--format", required=True, choices=FORMATS, help="how the images carry their GPS")
+    source.add_argument(
+        "--format", required=True, choices=tuple(READERS), help="how the images carry their GPS"
+    )
     source.add_argument("--images", required=True, type=Path, metavar="DIR", help="image root folder")
-    source.add_argument("--json", type=Path, metavar="FILE", help="annotation JSON (format json)")
-    source.add_argument(
-        "--csv", type=Path, metavar="FILE", help="CSV path,lat,lon[,...] (format csv; GPS for format json)"
-    )
-    source.add_argument(
-        "--paths-list",
-        type=Path,
-        metavar="FILE",
-        help="sidecar list of image paths, read instead of globbing",
-    )
-    source.add_argument("--gps-from-exif", action="store_true", help="format json: GPS from the images' EXIF")
-    source.add_argument(
-        "--street-pattern",
-        metavar="REGEX",
-        help="format json: regex giving the street key (group 'street'); default: text before ' & ' or ','",
-    )
-    source.add_argument("--street-template", metavar="TEXT", help="format json: e.g. '{street}, {hood}'")
+    add_reader_arguments(source)
     osm = parser.add_mutually_exclusive_group()
     osm.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
     osm.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
@@ -71,6 +57,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def add_reader_arguments(group) -> None:
+    """Every registered reader's option flags (a flag several readers share is added once)."""
+    users: dict[str, list[str]] = {}
+    first = {}
+    for spec in READERS.values():
+        for option in spec.options:
+            users.setdefault(option.flag, []).append(spec.name)
+            first.setdefault(option.flag, option)
+    for flag, option in first.items():
+        option.add_to(group, users[flag])
+
+
+def reader_options_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """The options of the chosen `--format`'s reader (the other readers' flags are not its business)."""
+    return {option.name: getattr(args, option.name, None) for option in READERS[args.format].options}
+
+
 def run(args: argparse.Namespace) -> int:
     from addressclip.data.build import build_dataset
     from addressclip.data.splits import SplitConfig, parse_ratios
@@ -86,14 +89,9 @@ def run(args: argparse.Namespace) -> int:
         args.format,
         args.images,
         args.out,
+        reader_options=reader_options_from_args(args),
         osm=args.osm,
         world=args.world,
-        json_path=args.json,
-        csv_path=args.csv,
-        paths_list=args.paths_list,
-        gps_from_exif=args.gps_from_exif,
-        street_pattern=args.street_pattern,
-        street_template=args.street_template,
         addresses=args.addresses,
         max_dist_m=args.max_dist_m,
         min_points=args.min_points,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ import pandas as pd
 
 from addressclip.atomic import write_text_atomic
 from addressclip.data.manifest import MANIFEST_COLUMNS, frame_to_table, write_manifest
-from addressclip.data.readers import READER_FORMATS, ReadResult
+from addressclip.data.readers import READERS, ReaderSpec, ReadResult
 from addressclip.data.splits import SplitConfig, assign_splits
 from addressclip.errors import AddressclipError, ConfigError, InputError
 
@@ -100,46 +101,28 @@ def stable_id(prefix: str, text: str) -> str:
     return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
+def reader_spec(reader: str | ReaderSpec) -> ReaderSpec:
+    """The registered reader of a format name (or the spec itself); ConfigError naming the known ones."""
+    if isinstance(reader, ReaderSpec):
+        return reader
+    spec = READERS.get(reader)
+    if spec is None:
+        raise ConfigError(f"unknown format '{reader}' (known: {', '.join(READERS)})")
+    return spec
+
+
 def read_images(
-    format: str,
+    reader: str | ReaderSpec,
     images: Path,
+    reader_options: Mapping[str, object] | None = None,
     *,
-    json_path: Path | None = None,
-    csv_path: Path | None = None,
-    paths_list: Path | None = None,
-    gps_from_exif: bool = False,
-    street_pattern: str | None = None,
-    street_template: str | None = None,
     strict: bool = False,
     progress: bool = True,
 ) -> ReadResult:
-    """Dispatch to the reader of `format` (one of READER_FORMATS)."""
-    from addressclip.data import readers
-
-    if format == "cosplace":
-        return readers.read_cosplace(images, paths_list, strict=strict, progress=progress)
-    if format == "exif":
-        return readers.read_exif(images, paths_list, strict=strict, progress=progress)
-    if format == "csv":
-        if csv_path is None:
-            raise ConfigError("format 'csv' needs --csv FILE (columns path,lat,lon[,heading,caption])")
-        return readers.read_csv_table(csv_path, images, strict=strict, progress=progress)
-    if format == "json":
-        if json_path is None:
-            raise ConfigError(
-                "format 'json' needs --json FILE ({image_path: [caption, address, address_alt]})"
-            )
-        return readers.read_annotation_json(
-            json_path,
-            images,
-            gps_csv=csv_path,
-            gps_from_exif=gps_from_exif,
-            street_pattern=street_pattern,
-            street_template=street_template,
-            strict=strict,
-            progress=progress,
-        )
-    raise ConfigError(f"unknown format '{format}' (known: {', '.join(READER_FORMATS)})")
+    """Read `images` with a registered reader, giving it its own options (checked against its spec)."""
+    spec = reader_spec(reader)
+    options = spec.options_for(reader_options)
+    return spec.read(Path(images), strict=strict, progress=progress, **options)
 
 
 def _osm_source(osm: Path | None, world: str | None) -> Path | None:
@@ -246,18 +229,14 @@ def _add_utm(frame: pd.DataFrame, book: AddressBook | None) -> pd.DataFrame:
 
 
 def build_dataset(
-    format: str,
+    reader: str | ReaderSpec,
     images: str | Path,
     out: str | Path,
     *,
+    reader_options: Mapping[str, object] | None = None,
     osm: str | Path | None = None,
     world: str | None = None,
-    json_path: str | Path | None = None,
-    csv_path: str | Path | None = None,
-    paths_list: str | Path | None = None,
-    gps_from_exif: bool = False,
-    street_pattern: str | None = None,
-    street_template: str | None = None,
+    addressbook: AddressBook | None = None,
     addresses: str | None = None,
     max_dist_m: float = 30.0,
     min_points: int = 5,
@@ -268,23 +247,34 @@ def build_dataset(
 ) -> BuildReport:
     """Build `out/manifest.parquet` (+ `addressbook/`, `build_report.json`) from geotagged images.
 
-    `addresses`: 'osm' (label GPS against the OSM extract) or 'given' (use the input's own address
-    column); default 'given' for the json format and 'osm' otherwise. `partition`: the rules that cut
-    the OSM streets into addresses (default `PartitionConfig()`).
+    `reader`: a format of `READERS` (or its spec); `reader_options`: that reader's own options (e.g.
+    `{"csv_path": ...}` for 'csv'), checked against what it declares. `addresses`: 'osm' (label GPS
+    against the map) or 'given' (use the input's own address column); default: the reader's.
+    The map is an OSM extract (`osm` or `world`, partitioned with `partition`, default
+    `PartitionConfig()`) or a ready `addressbook` (e.g. the renderer's, so a city is cut once).
     """
     from addressclip.geo.partition import PartitionConfig
 
-    partition = partition or PartitionConfig()
+    spec = reader_spec(reader)
+    format = spec.name
+    options = spec.options_for(reader_options)
+    if addressbook is not None and (osm is not None or world is not None):
+        raise ConfigError("give either an AddressBook or --osm/--world, not both")
+    if addressbook is not None and partition is not None and partition != addressbook.config:
+        raise ConfigError("partition rules were given with a ready AddressBook cut with other rules")
+    partition = addressbook.config if addressbook is not None else (partition or PartitionConfig())
     images = Path(images)
     out = Path(out)
-    address_source = addresses or ("given" if format == "json" else "osm")
+    address_source = addresses or spec.addresses
     if address_source not in ADDRESS_SOURCES:
         raise ConfigError(f"address source '{address_source}' is not one of {', '.join(ADDRESS_SOURCES)}")
     if max_dist_m <= 0 or min_points < 1:
         raise ConfigError("--max-dist-m must be positive and --min-points at least 1")
     split = split or SplitConfig()
     osm_path = _osm_source(None if osm is None else Path(osm), world)
-    if address_source == "osm" and osm_path is None:
+    if addressbook is not None and addressbook.source:
+        osm_path = Path(addressbook.source)
+    if address_source == "osm" and osm_path is None and addressbook is None:
         raise ConfigError(
             f"format '{format}' labels images from OpenStreetMap: give --osm PBF or --world NAME"
         )
@@ -293,12 +283,13 @@ def build_dataset(
         format=format,
         out_dir=out,
         manifest_path=out / "manifest.parquet",
-        addressbook_dir=(out / "addressbook") if osm_path is not None else None,
+        addressbook_dir=(out / "addressbook") if osm_path is not None or addressbook is not None else None,
         report_path=out / "build_report.json",
         address_source=address_source,
     )
     report.options = {
         "images": str(images),
+        "reader_options": dict(options),
         "osm": None if osm_path is None else str(osm_path),
         "max_dist_m": max_dist_m,
         "min_points": min_points,
@@ -306,18 +297,7 @@ def build_dataset(
         "split": dataclasses.asdict(split),
         "strict": strict,
     }
-    read = read_images(
-        format,
-        images,
-        json_path=None if json_path is None else Path(json_path),
-        csv_path=None if csv_path is None else Path(csv_path),
-        paths_list=None if paths_list is None else Path(paths_list),
-        gps_from_exif=gps_from_exif,
-        street_pattern=street_pattern,
-        street_template=street_template,
-        strict=strict,
-        progress=progress,
-    )
+    read = spec.read(images, strict=strict, progress=progress, **options)
     report.read = read.report.to_dict()
     report.counts.update(seen=read.report.seen, read=len(read.frame), read_skipped=read.report.skipped)
     if read.frame.empty:
@@ -325,7 +305,9 @@ def build_dataset(
             f"no usable image was read from {images} ({_skip_summary(read)}); nothing written"
         )
 
-    book = _load_addressbook(osm_path, partition) if osm_path is not None else None
+    book = addressbook
+    if book is None and osm_path is not None:
+        book = _load_addressbook(osm_path, partition)
     if address_source == "osm":
         assert book is not None
         frame, book = _label_with_osm(read.frame, book, max_dist_m, min_points, report)

@@ -10,8 +10,9 @@ without `world.json` is refused, so a render never deletes files it did not writ
    will be in the manifest;
 3. render every view in worker processes into `images/{train,val,test}/{database,queries}/` with
    CosPlace `@` names, plus the sidecar `images/images_paths.txt`;
-4. run `addressclip.data.build.build_dataset(format='cosplace')` on that folder — the manifest comes
-   from the very code path a user's CosPlace dataset goes through — then put the captions in;
+4. run `addressclip.data.build.build_dataset('cosplace')` on that folder with the AddressBook of
+   step 1 (the city is partitioned once) — the manifest comes from the very code path a user's
+   CosPlace dataset goes through — then put the captions in;
 5. write the reference table, the contact sheet and the capture map, then `world.json`.
 """
 
@@ -152,7 +153,7 @@ def render_world(
     os.replace(images_dir, final_images)
     shutil.rmtree(staging, ignore_errors=True)
 
-    manifest_path = build_manifest(out, final_images, params, records, progress)
+    manifest_path = build_manifest(out, final_images, params, records, progress, book)
     if external_captioner is not None:
         from addressclip.world.captions import fill_manifest_captions
 
@@ -273,9 +274,13 @@ def plan_captures(scene: Scene, book, params: RenderParams) -> CapturePlan:
 
 
 def build_manifest(
-    out: Path, images_dir: Path, params: RenderParams, records: list[dict], progress: bool
+    out: Path, images_dir: Path, params: RenderParams, records: list[dict], progress: bool, book=None
 ) -> Path:
-    """The manifest through the data layer's CosPlace build, then the captions of each view."""
+    """The manifest through the data layer's CosPlace build, then the captions of each view.
+
+    `book`: the AddressBook `prepare_world` cut (the city is partitioned once); without it the build
+    cuts the extract again with the same rules.
+    """
     from addressclip.data.build import build_dataset
     from addressclip.data.manifest import read_manifest, write_manifest
     from addressclip.data.splits import SplitConfig
@@ -284,10 +289,11 @@ def build_manifest(
         "cosplace",
         images_dir,
         out,
-        osm=params.extract_path,
+        osm=None if book is not None else params.extract_path,
+        addressbook=book,
         max_dist_m=params.label_max_dist_m,
         min_points=params.min_points_per_address,
-        partition=params.partition_config,
+        partition=None if book is not None else params.partition_config,
         split=SplitConfig(ratios=params.split_ratios, seed=params.seed),
         strict=True,
         progress=progress,

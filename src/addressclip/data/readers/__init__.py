@@ -6,8 +6,13 @@
 | json     | `read_annotation_json`  | `@` name, else GPS CSV / EXIF    | —                     |
 | csv      | `read_csv_table`        | the `lat`/`lon` columns          | optional `split` column |
 | exif     | `read_exif`             | the JPEG's EXIF GPS block        | —                     |
+
+`READERS` is the one registry of formats: each reader module declares a `ReaderSpec` (its read
+function and its options), and `addressclip build --format`, its option flags and
+`data.build.build_dataset` all come from this table. A new format is one module + one line here.
 """
 
+from addressclip.data.readers import annotation_json, cosplace, csv_table, exif
 from addressclip.data.readers.annotation_json import (
     DEFAULT_STREET_PATTERN,
     load_annotation_json,
@@ -16,6 +21,8 @@ from addressclip.data.readers.annotation_json import (
 )
 from addressclip.data.readers.base import (
     IMAGE_TABLE_COLUMNS,
+    ReaderOption,
+    ReaderSpec,
     ReadReport,
     ReadResult,
     Skip,
@@ -30,11 +37,21 @@ from addressclip.data.readers.cosplace import (
 from addressclip.data.readers.csv_table import read_csv_table
 from addressclip.data.readers.exif import ExifGps, ExifGpsError, read_exif, read_exif_gps
 
-READER_FORMATS = ("cosplace", "json", "csv", "exif")
+READERS: dict[str, ReaderSpec] = {
+    spec.name: spec
+    for spec in (
+        cosplace.READER,
+        annotation_json.READER,
+        csv_table.READER,
+        exif.READER,
+    )
+}
+READER_FORMATS = tuple(READERS)
 
 __all__ = [
     "DEFAULT_STREET_PATTERN",
     "IMAGE_TABLE_COLUMNS",
+    "READERS",
     "READER_FORMATS",
     "CosplaceName",
     "CosplaceNameError",
@@ -42,6 +59,8 @@ __all__ = [
     "ExifGpsError",
     "ReadReport",
     "ReadResult",
+    "ReaderOption",
+    "ReaderSpec",
     "Skip",
     "format_cosplace_name",
     "load_annotation_json",

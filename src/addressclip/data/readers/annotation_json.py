@@ -16,6 +16,7 @@ GPS of the file, when given. Images with no GPS from any source are counted skip
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from addressclip.data.readers.base import (
+    ReaderOption,
+    ReaderSpec,
     ReadReport,
     ReadResult,
     gps_location_id,
@@ -37,7 +40,7 @@ from addressclip.data.readers.cosplace import (
     is_cosplace_name,
     parse_cosplace_name,
 )
-from addressclip.data.readers.csv_table import read_csv_table
+from addressclip.data.readers.csv_table import CSV_OPTION, read_csv_table
 from addressclip.data.readers.exif import ExifGpsError, read_exif_gps
 from addressclip.errors import ConfigError, InputError
 
@@ -229,3 +232,46 @@ def _locate(
                 "location_id": gps_location_id(gps.lat, gps.lon),
             }
     return "no GPS: " + "; ".join(tried)
+
+
+def _read(
+    images: Path,
+    *,
+    json_path: Path,
+    csv_path: Path | None,
+    gps_from_exif: bool,
+    street_pattern: str | None,
+    street_template: str | None,
+    strict: bool,
+    progress: bool,
+) -> ReadResult:
+    return read_annotation_json(
+        json_path, images, gps_csv=csv_path, gps_from_exif=gps_from_exif, street_pattern=street_pattern,
+        street_template=street_template, strict=strict, progress=progress,
+    )  # fmt: skip
+
+
+JSON_OPTIONS = (
+    ReaderOption(
+        "json_path", "--json", "annotation JSON", metavar="FILE", required=True,
+        hint="({image_path: [caption, address, address_alt]})",
+    ),
+    dataclasses.replace(CSV_OPTION, required=False, hint=""),
+    ReaderOption("gps_from_exif", "--gps-from-exif", "GPS from the images' EXIF", kind="switch"),
+    ReaderOption(
+        "street_pattern", "--street-pattern",
+        "regex giving the street key (group 'street'); default: text before ' & ' or ','",
+        kind="text", metavar="REGEX",
+    ),
+    ReaderOption(
+        "street_template", "--street-template", "e.g. '{street}, {hood}'", kind="text", metavar="TEXT"
+    ),
+)  # fmt: skip
+
+READER = ReaderSpec(
+    "json",
+    _read,
+    JSON_OPTIONS,
+    addresses="given",
+    help="the AddressCLIP annotation JSON {image_path: [caption, address, address_alt]}",
+)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from addressclip.errors import ConfigError, InputError
 
-from addressclip.errors import InputError
+if TYPE_CHECKING:  # imported where used: the CLI lists the readers without loading pandas
+    import numpy as np
+    import pandas as pd
 
 # Columns of an image table, in order. Optional ones appear only when the source provides them.
 IMAGE_TABLE_COLUMNS: tuple[str, ...] = ("path", "lat", "lon", "heading", "caption", "location_id")
@@ -105,6 +107,8 @@ class ReadResult:
 
 def make_image_table(records: list[dict[str, object]], extra_columns: Iterable[str] = ()) -> pd.DataFrame:
     """Build an image table with the standard columns (and dtypes) from per-image dicts."""
+    import pandas as pd
+
     columns = list(IMAGE_TABLE_COLUMNS) + [c for c in extra_columns if c not in IMAGE_TABLE_COLUMNS]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["lat"] = frame["lat"].astype("float64")
@@ -217,3 +221,82 @@ def require_folder(path: Path, what: str = "images") -> Path:
     if not path.is_dir():
         raise InputError(path, None, f"{what} path is not a folder")
     return path
+
+
+# ------------------------------------------------------------------------------ reader registry
+
+
+@dataclass(frozen=True)
+class ReaderOption:
+    """One option a reader takes: the keyword its `read` receives and the command-line flag for it.
+
+    Several readers may declare the same flag (e.g. `--paths-list`); they must agree on its kind, and
+    each says itself whether it needs it (`required`, checked by `ReaderSpec.options_for`).
+    """
+
+    name: str  # keyword of the reader's `read` and the parsed argument's dest
+    flag: str  # e.g. '--paths-list'
+    help: str
+    kind: str = "path"  # 'path' (a file), 'text' or 'switch' (a store_true flag)
+    required: bool = False
+    metavar: str | None = None
+    hint: str = ""  # what the value looks like, for the "needs FLAG" message
+
+    def add_to(self, group, formats: Sequence[str]) -> None:
+        """Add this option's flag to an argparse group, naming the formats that use it."""
+        used_by = f" (format {', '.join(formats)})"
+        if self.kind == "switch":
+            group.add_argument(self.flag, dest=self.name, action="store_true", help=self.help + used_by)
+        else:
+            value_type = Path if self.kind == "path" else str
+            group.add_argument(
+                self.flag, dest=self.name, type=value_type, metavar=self.metavar, help=self.help + used_by
+            )
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """An input format: its read function, its options and where its addresses come from by default.
+
+    `read(images, *, strict, progress, **options)` gets exactly the options declared here (missing
+    optional ones as None/False). A new format is one module that defines a `ReaderSpec` plus one line
+    in `addressclip.data.readers.READERS`.
+    """
+
+    name: str
+    read: Callable[..., ReadResult]
+    options: tuple[ReaderOption, ...] = ()
+    addresses: str = "osm"  # default address source: 'osm' (label GPS on the map) or 'given'
+    help: str = ""
+
+    def options_for(self, given: Mapping[str, object] | None) -> dict[str, object]:
+        """Check `given` against the declared options: unknown keys and missing required ones are
+        one-line ConfigErrors naming the flag; returns every declared option (defaults filled in)."""
+        given = dict(given or {})
+        known = {option.name: option for option in self.options}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise ConfigError(
+                f"format '{self.name}' takes no option {', '.join(unknown)} (its options: {names})"
+            )
+        values: dict[str, object] = {}
+        for option in self.options:
+            value = given.get(option.name)
+            if option.kind == "switch":
+                value = bool(value)
+            elif value is not None:
+                value = Path(value) if option.kind == "path" else str(value)
+            if option.required and value is None:
+                metavar = option.metavar or option.name.upper()
+                raise ConfigError(
+                    f"format '{self.name}' needs {option.flag} {metavar} {option.hint}".rstrip()
+                )
+            values[option.name] = value
+        return values
+
+
+# shared by the formats that can read a listing instead of walking the folder
+PATHS_LIST_OPTION = ReaderOption(
+    "paths_list", "--paths-list", "sidecar list of image paths, read instead of globbing", metavar="FILE"
+)

@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from addressclip.data.readers.base import (
     JPEG_SUFFIXES,
+    PATHS_LIST_OPTION,
+    ReaderSpec,
     ReadReport,
     ReadResult,
     list_jpegs,
@@ -295,3 +297,12 @@ def read_cosplace(
     elif frame["split"].isna().any():
         report.notes["rows_outside_split_layout"] = int(frame["split"].isna().sum())
     return ReadResult(frame, report)
+
+
+def _read(images: Path, *, paths_list: Path | None, strict: bool, progress: bool) -> ReadResult:
+    return read_cosplace(images, paths_list, strict=strict, progress=progress)
+
+
+READER = ReaderSpec(
+    "cosplace", _read, (PATHS_LIST_OPTION,), help="GPS in CosPlace/VPR `@` file names; split from folders"
+)

@@ -16,6 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from addressclip.data.readers.base import (
+    ReaderOption,
+    ReaderSpec,
     ReadReport,
     ReadResult,
     gps_location_id,
@@ -174,3 +176,16 @@ def _read_row(
         "street": cell("street"),
         "split": split,
     }
+
+
+CSV_OPTION = ReaderOption(
+    "csv_path", "--csv", "CSV table path,lat,lon[,...] (for format json: extra GPS)", metavar="FILE",
+    required=True, hint="(columns path,lat,lon[,heading,caption])",
+)  # fmt: skip
+
+
+def _read(images: Path, *, csv_path: Path, strict: bool, progress: bool) -> ReadResult:
+    return read_csv_table(csv_path, images, strict=strict, progress=progress)
+
+
+READER = ReaderSpec("csv", _read, (CSV_OPTION,), help="a CSV table path,lat,lon[,...]")

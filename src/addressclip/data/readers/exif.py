@@ -14,6 +14,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from addressclip.data.readers.base import (
+    PATHS_LIST_OPTION,
+    ReaderSpec,
     ReadReport,
     ReadResult,
     gps_location_id,
@@ -142,3 +144,10 @@ def read_exif(
         )
     report.kept = len(records)
     return ReadResult(make_image_table(records), report)
+
+
+def _read(images: Path, *, paths_list: Path | None, strict: bool, progress: bool) -> ReadResult:
+    return read_exif(images, paths_list, strict=strict, progress=progress)
+
+
+READER = ReaderSpec("exif", _read, (PATHS_LIST_OPTION,), help="GPS from each JPEG's EXIF block")
