@@ -62,7 +62,7 @@ def build_predictor():
 
     from addressclip.config import load_config
     from addressclip.geo.addressbook import AddressBook
-    from addressclip.model.addressclip import build_model
+    from addressclip.model.factory import build_model
     from addressclip.resources import bundled_extract
     from addressclip.serve.predictor import AddressPredictor
     from addressclip.serve.sources import gallery_from_addressbook

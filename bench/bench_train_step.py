@@ -29,7 +29,8 @@ import torch
 
 from addressclip.atomic import write_text_atomic
 from addressclip.config import config_to_dict, load_config
-from addressclip.train.distributed import DistributedContext, pick_device
+from addressclip.model.device import resolve_device
+from addressclip.train.distributed import DistributedContext
 from addressclip.train.engine import Trainer
 
 DEMO_MANIFEST = Path("runs/demo/world/manifest.parquet")
@@ -105,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     probe = load_config(args.config, args.overrides)
     data = Path(args.data) if args.data else DEMO_MANIFEST
     source = str(data)
     if not data.is_file():
-        from addressclip.train.toyworld import make_toy_manifest
+        from addressclip.testing.toyworld import make_toy_manifest
 
         size = probe.model.image_size
         per_address = max(8, (probe.optim.batch_size * 4) // 16)

@@ -11,7 +11,7 @@ from addressclip.baselines.linear_probe import fit_logistic
 from addressclip.baselines.runner import run_method
 from addressclip.eval.evaluate import EvalData
 from addressclip.eval.metrics import chance_accuracies
-from addressclip.eval.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import toy_baseline_world
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.runner import run_method
 from addressclip.config import read_config_file
-from addressclip.eval.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import toy_baseline_world
 
 FAST = ("train.threads=1", "optim.batch_size=12", "optim.epochs=1")
 

@@ -10,8 +10,8 @@ from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.prompts import PromptedText, freeze, token_embedding, visual_prompts
 from addressclip.baselines.runner import run_method
 from addressclip.config import load_config
-from addressclip.eval.toyworld import toy_baseline_world
 from addressclip.model import build_model
+from addressclip.testing.toyworld import toy_baseline_world
 
 ADDRESSES = ["Lautakatontie & Mahlakatu, Ristinkallio", "Muuralankuja & Tapiontie, Marttila"]
 

@@ -10,7 +10,7 @@ from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.retrieval import GpsToAddress, NearestIndex, rank_addresses
 from addressclip.baselines.runner import run_method
 from addressclip.eval.encode import kmeans, vlad
-from addressclip.eval.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import toy_baseline_world
 
 
 @pytest.fixture(scope="module")

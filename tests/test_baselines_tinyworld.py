@@ -10,7 +10,7 @@ from addressclip.baselines.runner import run_method
 from addressclip.eval.encode import FrozenEncoder
 from addressclip.eval.evaluate import EvalData
 from addressclip.eval.store import FeatureStore
-from addressclip.eval.toyworld import train_toy_street_clip
+from addressclip.testing.toyworld import train_toy_street_clip
 
 pytestmark = pytest.mark.slow  # renders a world (~15 s on 2 idle cores)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from addressclip.cli import main
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.testing.toyworld import make_street_world, train_toy_street_clip
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from addressclip.errors import InputError
 from addressclip.eval.evaluate import EvalData, evaluate_scores
 from addressclip.eval.geometry import distance_to_nearest
 from addressclip.eval.store import FeatureStore, file_digest
-from addressclip.eval.toyworld import make_street_world
+from addressclip.testing.toyworld import make_street_world
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from addressclip.config import load_config
 from addressclip.errors import AddressclipError
 from addressclip.model import build_model, load_checkpoint, save_checkpoint
-from addressclip.model.factory import minilm_path, open_clip_config
+from addressclip.model.backbone import minilm_path, open_clip_config
 
 
 def test_import_registers_nothing_and_build_registers_the_custom_config():

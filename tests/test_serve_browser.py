@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from addressclip.serve.app import ServerThread, create_app
-from addressclip.serve.predictor import AddressPredictor
-from serve_fixtures import TrainedWorld, trained_world
+from addressclip.serve.loading import load_predictor
+from addressclip.testing.toyworld import TrainedWorld
 
 INSTALL_HINT = "apt-get install -y chromium chromium-driver && .venv/bin/pip install selenium"
 CHROMIUM_FLAGS = (
@@ -48,8 +48,8 @@ def _browser_paths() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> TrainedWorld:
-    return trained_world(tmp_path_factory)
+def world(trained_world) -> TrainedWorld:
+    return trained_world
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_web_page_photo_to_top5_and_map(world: TrainedWorld, browser, tmp_path: 
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    predictor = AddressPredictor.from_checkpoint(world.checkpoint)
+    predictor = load_predictor(world.checkpoint)
     address, images = next(iter(world.train_images.items()))
     expected = predictor.predict_one(images[0], top_k=5)
     wait = WebDriverWait(browser, TIMEOUT_S)

@@ -10,13 +10,14 @@ import pytest
 
 from addressclip.errors import AddressclipError, InputError
 from addressclip.serve.bundle import BUNDLE_FILE, GALLERY_FILE, is_bundle
+from addressclip.serve.loading import load_predictor
 from addressclip.serve.predictor import AddressPredictor
-from serve_fixtures import TrainedWorld, trained_world
+from addressclip.testing.toyworld import TrainedWorld
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> TrainedWorld:
-    return trained_world(tmp_path_factory)
+def world(trained_world) -> TrainedWorld:
+    return trained_world
 
 
 def _no_network(monkeypatch) -> None:
@@ -32,7 +33,7 @@ def test_round_trip_offline_without_the_training_data(world: TrainedWorld, tmp_p
     copy = tmp_path / "copy"
     shutil.copytree(world.root / "world", copy / "world")
     checkpoint = Path(shutil.copy(world.checkpoint, copy / "model.pt"))
-    original = AddressPredictor.from_checkpoint(checkpoint, manifest=copy / "world" / "manifest.parquet")
+    original = load_predictor(checkpoint, manifest=copy / "world" / "manifest.parquet")
     added = original.add_addresses(["Imaginary Road & Nowhere Lane, Testville"])
     bundle = original.export(tmp_path / "bundle")
     assert is_bundle(bundle)
@@ -56,7 +57,7 @@ def test_round_trip_offline_without_the_training_data(world: TrainedWorld, tmp_p
     monkeypatch.setattr(
         AddressPredictor, "_encode_texts", lambda *_: pytest.fail("gallery.npz should be used")
     )
-    loaded = AddressPredictor.from_checkpoint(moved)
+    loaded = load_predictor(moved)
     assert loaded.gallery.addresses == original.gallery.addresses
     assert list(loaded.gallery.table["seen_in_training"]) == [True] * 6 + [False]
     assert loaded.calibration == original.calibration
@@ -71,7 +72,7 @@ def test_round_trip_offline_without_the_training_data(world: TrainedWorld, tmp_p
 
 
 def test_export_refuses_to_overwrite_and_checks_its_files(world: TrainedWorld, tmp_path: Path):
-    predictor = AddressPredictor.from_checkpoint(world.checkpoint)
+    predictor = load_predictor(world.checkpoint)
     bundle = predictor.export(tmp_path / "bundle")
     with pytest.raises(AddressclipError, match="--force"):
         predictor.export(bundle)
@@ -89,15 +90,15 @@ def test_export_refuses_to_overwrite_and_checks_its_files(world: TrainedWorld, t
 
     (bundle / GALLERY_FILE).unlink()
     with pytest.raises(InputError, match=GALLERY_FILE):
-        AddressPredictor.from_checkpoint(bundle)
+        load_predictor(bundle)
     (bundle / BUNDLE_FILE).write_text('{"format": "something-else"}')
     with pytest.raises(InputError, match="not an addressclip bundle"):
-        AddressPredictor.from_checkpoint(bundle)
+        load_predictor(bundle)
 
 
 def test_bundle_with_a_new_addressbook_switches_to_the_open_set(world: TrainedWorld, tmp_path: Path):
-    bundle = AddressPredictor.from_checkpoint(world.checkpoint).export(tmp_path / "bundle")
-    wide = AddressPredictor.from_checkpoint(bundle, all_addresses=True)
+    bundle = load_predictor(world.checkpoint).export(tmp_path / "bundle")
+    wide = load_predictor(bundle, all_addresses=True)
     assert len(wide.gallery) == 170
     assert int(wide.gallery.table["seen_in_training"].sum()) == 6
     assert (bundle / GALLERY_FILE).is_file() and len(list(bundle.glob("gallery-*.npz"))) == 1

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from addressclip.cli import main
-from serve_fixtures import TrainedWorld, trained_world
+from addressclip.testing.toyworld import TrainedWorld
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> TrainedWorld:
-    return trained_world(tmp_path_factory)
+def world(trained_world) -> TrainedWorld:
+    return trained_world
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +139,9 @@ def test_export_then_serve_the_bundle_in_a_subprocess(world, tmp_path, capsys):
 
 def test_held_out_report_for_make_demo(world):
     from addressclip.serve.formatting import held_out_report
-    from addressclip.serve.predictor import AddressPredictor
+    from addressclip.serve.loading import load_predictor
 
-    predictor = AddressPredictor.from_checkpoint(world.checkpoint)
+    predictor = load_predictor(world.checkpoint)
     report = held_out_report(predictor, str(world.manifest), count=4, split="val", top_k=2)
     lines = report.splitlines()
     assert lines[0].split()[:4] == ["image", "rank", "address", "true?"]

@@ -12,18 +12,19 @@ from addressclip.data.manifest import read_manifest
 from addressclip.errors import AddressclipError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.model.checkpoint import read_checkpoint, save_checkpoint
+from addressclip.serve.loading import load_predictor
 from addressclip.serve.predictor import AddressPredictor
-from serve_fixtures import TrainedWorld, trained_world
+from addressclip.testing.toyworld import TrainedWorld
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> TrainedWorld:
-    return trained_world(tmp_path_factory)
+def world(trained_world) -> TrainedWorld:
+    return trained_world
 
 
 @pytest.fixture(scope="module")
 def predictor(world: TrainedWorld) -> AddressPredictor:
-    return AddressPredictor.from_checkpoint(world.checkpoint)
+    return load_predictor(world.checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_paths_bytes_and_pil_images_give_the_same_answer(world: TrainedWorld, pr
 
 def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tmp_path: Path, monkeypatch):
     checkpoint = _copy_checkpoint(world, tmp_path / "run")
-    first = AddressPredictor.from_checkpoint(checkpoint, manifest=world.manifest, calibrate_threshold=False)
+    first = load_predictor(checkpoint, manifest=world.manifest, calibrate_threshold=False)
     caches = sorted((tmp_path / "run").glob("model.gallery-*.npz"))
     assert len(caches) == 1
 
@@ -98,7 +99,7 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
 
     with monkeypatch.context() as patch:
         patch.setattr(AddressPredictor, "_encode_texts", refuse)
-        again = AddressPredictor.from_checkpoint(
+        again = load_predictor(
             checkpoint, manifest=world.manifest, calibrate_threshold=False
         )
     assert np.array_equal(again.embeddings.numpy(), first.embeddings.numpy())
@@ -107,7 +108,7 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
     book = AddressBook.load(world.addressbook)
     row = book.table.index[book.table["address"] == first.gallery.addresses[0]][0]
     book.table.at[row, "geometry"] = shapely.affinity.translate(book.table.at[row, "geometry"], 5.0, 0.0)
-    AddressPredictor.from_checkpoint(
+    load_predictor(
         checkpoint, manifest=world.manifest, addressbook=book, calibrate_threshold=False
     )
     assert len(list((tmp_path / "run").glob("model.gallery-*.npz"))) == 2
@@ -118,12 +119,12 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
     model.clip.logit_scale.data += 0.5
     save_checkpoint(checkpoint, model, run_config=payload["run_config"])
     model.clip.logit_scale.data -= 0.5
-    AddressPredictor.from_checkpoint(checkpoint, manifest=world.manifest, calibrate_threshold=False)
+    load_predictor(checkpoint, manifest=world.manifest, calibrate_threshold=False)
     assert len(list((tmp_path / "run").glob("model.gallery-*.npz"))) == 3
 
     # a damaged cache file is recomputed, not trusted
     caches[0].write_bytes(b"not a cache")
-    rebuilt = AddressPredictor.from_checkpoint(
+    rebuilt = load_predictor(
         _copy_checkpoint(world, tmp_path / "run"), manifest=world.manifest, calibrate_threshold=False
     )
     assert np.allclose(rebuilt.embeddings.numpy(), first.embeddings.numpy(), atol=1e-6)
@@ -132,7 +133,7 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
 
 def test_out_of_city_threshold_is_the_first_percentile_of_val_top1(world: TrainedWorld, tmp_path: Path):
     checkpoint = _copy_checkpoint(world, tmp_path / "run")
-    predictor = AddressPredictor.from_checkpoint(checkpoint, manifest=world.manifest)
+    predictor = load_predictor(checkpoint, manifest=world.manifest)
     calibration = predictor.calibration
     assert calibration is not None and calibration.split == "val" and calibration.percentile == 1.0
     manifest = read_manifest(world.manifest)
@@ -146,12 +147,12 @@ def test_out_of_city_threshold_is_the_first_percentile_of_val_top1(world: Traine
     assert not any(p.out_of_city for p in predictions)  # no in-city calibration photo is flagged
     assert len(list((tmp_path / "run").glob("model.calibration-*.json"))) == 1
     # uncalibrated predictor: no flag rather than a made-up one
-    bare = AddressPredictor.from_checkpoint(checkpoint, manifest=world.manifest, calibrate_threshold=False)
+    bare = load_predictor(checkpoint, manifest=world.manifest, calibrate_threshold=False)
     assert bare.calibration is None and bare.predict_one(val[0]).out_of_city is None
 
 
 def test_add_addresses_without_retraining(world: TrainedWorld, tmp_path: Path, book: AddressBook):
-    predictor = AddressPredictor.from_checkpoint(
+    predictor = load_predictor(
         _copy_checkpoint(world, tmp_path / "run"), manifest=world.manifest, calibrate_threshold=False
     )
     unseen = book.table[~book.table["address"].isin(predictor.gallery.addresses)].iloc[0]
@@ -182,7 +183,7 @@ def test_add_addresses_without_retraining(world: TrainedWorld, tmp_path: Path, b
 def test_all_addresses_matches_the_whole_addressbook(
     world: TrainedWorld, predictor: AddressPredictor, book: AddressBook
 ):
-    everything = AddressPredictor.from_checkpoint(
+    everything = load_predictor(
         world.checkpoint, all_addresses=True, calibrate_threshold=False
     )
     assert len(everything.gallery) == len(book) == 170
@@ -198,13 +199,13 @@ def test_a_checkpoint_whose_manifest_is_gone_says_what_to_pass(world: TrainedWor
     checkpoint = _copy_checkpoint(world, tmp_path / "run")
     payload = read_checkpoint(checkpoint)
     run_config = dict(payload["run_config"], data="moved/away/manifest.parquet")
-    model = AddressPredictor.from_checkpoint(
+    model = load_predictor(
         checkpoint, manifest=world.manifest, calibrate_threshold=False
     ).model
     save_checkpoint(checkpoint, model, run_config=run_config)
     with pytest.raises(AddressclipError, match="--manifest") as caught:
-        AddressPredictor.from_checkpoint(checkpoint)
+        load_predictor(checkpoint)
     assert "moved/away/manifest.parquet" in str(caught.value)
     # with the AddressBook alone it works, every address unseen
-    alone = AddressPredictor.from_checkpoint(checkpoint, addressbook=world.addressbook)
+    alone = load_predictor(checkpoint, addressbook=world.addressbook)
     assert len(alone.gallery) == 170 and not alone.gallery.table["seen_in_training"].any()

@@ -11,21 +11,22 @@ import pytest
 from PIL import Image
 
 from addressclip.serve.app import ServerThread, ServiceSettings, create_app
+from addressclip.serve.loading import load_predictor
 from addressclip.serve.predictor import AddressPredictor
-from serve_fixtures import TrainedWorld, trained_world
+from addressclip.testing.toyworld import TrainedWorld
 
 MAX_UPLOAD = 200_000
 MAX_REQUEST = 600_000
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> TrainedWorld:
-    return trained_world(tmp_path_factory)
+def world(trained_world) -> TrainedWorld:
+    return trained_world
 
 
 @pytest.fixture(scope="module")
 def predictor(world: TrainedWorld) -> AddressPredictor:
-    return AddressPredictor.from_checkpoint(world.checkpoint)
+    return load_predictor(world.checkpoint)
 
 
 @pytest.fixture(scope="module")

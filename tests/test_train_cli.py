@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from addressclip.cli import main
-from addressclip.train.toyworld import make_toy_manifest
+from addressclip.testing.toyworld import make_toy_manifest
 
 
 @pytest.fixture(scope="module")

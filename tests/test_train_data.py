@@ -12,8 +12,8 @@ from addressclip.data.samplers import AddressBatchSampler, epoch_batches
 from addressclip.data.transforms import Normalizer, augment_batch, decode_square
 from addressclip.errors import InputError
 from addressclip.eval.metrics import address_accuracies
+from addressclip.testing.toyworld import make_toy_manifest
 from addressclip.train.data import load_stage_data
-from addressclip.train.toyworld import make_toy_manifest
 
 
 @pytest.fixture(scope="module")

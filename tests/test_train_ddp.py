@@ -10,8 +10,8 @@ import torch
 
 from addressclip.config import load_config
 from addressclip.model import read_checkpoint
+from addressclip.testing.toyworld import make_toy_manifest
 from addressclip.train.engine import train_model
-from addressclip.train.toyworld import make_toy_manifest
 
 COMMON = [
     "optim.epochs=1",

@@ -9,10 +9,10 @@ from addressclip.data.manifest import read_manifest
 from addressclip.errors import AddressclipError, ConfigError
 from addressclip.losses import AddressClipLoss, LossInputs
 from addressclip.model import build_model, load_checkpoint
+from addressclip.testing.toyworld import make_toy_manifest
 from addressclip.train.data import load_stage_data
 from addressclip.train.engine import train_model
 from addressclip.train.logging import read_metrics
-from addressclip.train.toyworld import make_toy_manifest
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import torch
 from addressclip.config import load_config
 from addressclip.errors import AddressclipError, ConfigError
 from addressclip.model import read_checkpoint
+from addressclip.testing.toyworld import make_toy_manifest
 from addressclip.train.engine import train_model
-from addressclip.train.toyworld import make_toy_manifest
 
 OVERRIDES = [
     "optim.epochs=2",

@@ -46,9 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_intermixed(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, accepting a command's list positionals (KEY=VALUE overrides, photo paths) before, between
+    and after its options: `train --config paper model.arch=X --pretrained W data=D out=O` works.
+
+    argparse fills a `nargs='*'` positional only from its first run of values; the values given after a
+    later option come back as extras, which are appended to the positional the command names in its
+    `intermixed` default. Anything else left over (an unknown --flag) is the usual usage error.
+    """
+    args, extras = parser.parse_known_args(argv)
+    target = getattr(args, "intermixed", None)
+    if extras:
+        if target is None or any(item.startswith("-") and item != "-" for item in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        setattr(args, target, [*(getattr(args, target) or []), *extras])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_intermixed(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -9,9 +9,8 @@ per-query latency from pixels to a top-5 answer, training time).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from addressclip.config import RunConfig
 from addressclip.eval.encode import FrozenEncoder
 from addressclip.eval.evaluate import EvalData
 from addressclip.eval.metrics import ranked_accuracies
+from addressclip.model.device import single_thread
 
 LATENCY_QUERIES = 24
 LATENCY_WARMUP = 3
@@ -111,22 +111,6 @@ def measure_latency(predict_one: Callable[[torch.Tensor], object], images: torch
     """
     with single_thread():
         return _median_ms(predict_one, images)
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run tiny-tensor work on one CPU thread.
-
-    Measured on the 2-core machine while other processes ran: CLIP-Adapter's training took 29 s with
-    torch's 2 OpenMP threads and 8 s with one — ops on a few hundred numbers gain nothing from a
-    second thread, and stall whenever the other core is busy.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _median_ms(predict_one: Callable[[torch.Tensor], object], images: torch.Tensor) -> float:

@@ -31,7 +31,7 @@ from addressclip.baselines.base import (
     sample_classes,
 )
 from addressclip.baselines.prompts import PromptedText, freeze
-from addressclip.model.checkpoint import load_checkpoint
+from addressclip.model.factory import load_checkpoint
 
 
 def frozen_copy(setup: BaselineSetup):

@@ -26,7 +26,8 @@ def train_run(
     setup: BaselineSetup, overrides: Sequence[str], data: str | Path | None = None
 ) -> tuple[Path, dict]:
     """Train (or reuse) one run under `setup.out`; returns (model.pt, {'steps', 'seconds', 'best_val'})."""
-    from addressclip.train.engine import MODEL_FILE, train_model
+    from addressclip.filenames import MODEL_FILE
+    from addressclip.train.engine import train_model
 
     run = setup.out / "run"
     done = run / DONE_FILE

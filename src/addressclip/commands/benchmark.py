@@ -7,10 +7,10 @@ import argparse
 import shlex
 from pathlib import Path
 
+from addressclip.commands.common import add_method_arguments, apply_threads, method_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from addressclip.commands.baseline import add_common
-
     parser = subparsers.add_parser(
         "benchmark",
         help="main table, ablations or the demo suite, with report.md + results.json + figures",
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a CPU budget). Finished method runs under OUT/methods and OUT/ablations are reused.",
     )
     parser.add_argument("--suite", required=True, choices=("main", "ablation", "demo"))
-    add_common(parser)
+    add_method_arguments(parser)
     parser.add_argument(
         "--model", metavar="PATH", help="an AddressCLIP checkpoint already trained (skip its training)"
     )
@@ -44,20 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def method_options(items: list[str]) -> dict[str, dict[str, object]]:
-    from addressclip.commands.baseline import parse_options
-    from addressclip.errors import ConfigError
-
-    grouped: dict[str, dict[str, object]] = {}
-    for item in items:
-        head = item.split("=", 1)[0]
-        if "." not in head:
-            raise ConfigError(f"--option '{item}' must look like METHOD.NAME=VALUE")
-        method, rest = item.split(".", 1)
-        grouped.setdefault(method, {}).update(parse_options([rest]))
-    return grouped
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run (rebuilt from the parsed options, for the report)."""
     parts = ["addressclip", "benchmark", "--suite", args.suite, "--data", args.data, "--out", args.out]
@@ -78,8 +64,10 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from addressclip.eval.benchmark import BenchmarkOptions, run_benchmark
+    from addressclip.benchmark.options import BenchmarkOptions
+    from addressclip.benchmark.suites import run_benchmark
 
+    apply_threads(args)
     options = BenchmarkOptions(
         suite=args.suite,
         data=Path(args.data),
@@ -98,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ablations
         else None,
         command=command_line(args),
-        options=method_options(args.option),
+        options=method_options(args.option, grouped=True),
         threads=args.threads,
     )
     report = run_benchmark(options)

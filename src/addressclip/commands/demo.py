@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from addressclip.commands.common import add_overrides_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--skip-report", action="store_true", help="stop after training and prediction (no benchmark)"
     )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
+    add_overrides_argument(parser, "training config overrides")
     parser.set_defaults(func=run)
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from addressclip.commands.common import add_model_arguments, predictor_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from addressclip.commands.predict import add_model_arguments
-
     parser = subparsers.add_parser(
         "export",
         help="export a self-contained predictor bundle",
         description="Write a bundle folder (model weights + config + preprocessing + AddressBook + cached "
         "address embeddings + out-of-city calibration) that `addressclip predict/serve` and "
-        "AddressPredictor.from_checkpoint load offline, without the training manifest or images.",
+        "`load_predictor` load offline, without the training manifest or images.",
     )
     add_model_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="the bundle folder to write")
@@ -26,9 +26,7 @@ def _folder_mib(folder) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from addressclip.commands.predict import load_predictor
-
-    predictor = load_predictor(args)
+    predictor = predictor_from_args(args)
     out = predictor.export(args.out, force=args.force)
     gallery = predictor.gallery
     seen = int(gallery.table["seen_in_training"].sum())

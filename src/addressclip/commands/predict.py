@@ -6,59 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from addressclip.commands.common import add_model_arguments, output_path, predictor_from_args
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_LISTED_SKIPS = 20
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
-    """Options shared by predict/export/serve: which model, which candidate addresses, which device."""
-    parser.add_argument(
-        flag,
-        dest="model",
-        required=True,
-        metavar="PATH",
-        help="a checkpoint (model.pt), a training run folder, or a bundle folder from `addressclip export`",
-    )
-    parser.add_argument(
-        "--manifest",
-        metavar="PATH",
-        help="training manifest (default: the one recorded in the checkpoint); not needed for a bundle",
-    )
-    parser.add_argument(
-        "--addressbook", metavar="DIR", help="AddressBook folder (default: the manifest's, or the bundle's)"
-    )
-    parser.add_argument(
-        "--all-addresses",
-        action="store_true",
-        help="match against every sub-street of the AddressBook, not only the training addresses (open set)",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="torch CPU threads (default: torch's choice); 1 is often fastest for small models on a busy CPU",
-    )
-
-
-def load_predictor(args: argparse.Namespace, progress: bool = True):
-    import torch
-
-    from addressclip.errors import AddressclipError
-    from addressclip.serve.predictor import AddressPredictor
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise AddressclipError(f"--threads must be at least 1, not {args.threads}")
-        torch.set_num_threads(args.threads)
-    return AddressPredictor.from_checkpoint(
-        args.model,
-        device=args.device,
-        manifest=args.manifest,
-        addressbook=args.addressbook,
-        all_addresses=args.all_addresses,
-        progress=progress,
-    )
 
 
 def collect_images(paths: list[str]) -> tuple[list[Path], bool]:
@@ -101,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the output here (atomically) instead of stdout")
     parser.add_argument("--geometry", action="store_true", help="json: include each sub-street's GeoJSON")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, intermixed="paths")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,12 +68,13 @@ def run(args: argparse.Namespace) -> int:
         raise AddressclipError(f"--top-k must be at least 1, not {args.top_k}")
     if args.batch_size < 1:
         raise AddressclipError(f"--batch-size must be at least 1, not {args.batch_size}")
+    out = output_path(args.out, "--out", want="file")
     images, any_folder = collect_images(args.paths)
     if not images:
         raise AddressclipError(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {' '.join(args.paths)}"
         )
-    predictor = load_predictor(args)
+    predictor = predictor_from_args(args)
     predictions = []
     skipped: list[str] = []
     batches = range(0, len(images), args.batch_size)
@@ -151,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         text = format_csv(predictions)
     else:
         text = format_table(predictions)
-    if args.out:
-        write_text_atomic(args.out, text)
+    if out is not None:
+        write_text_atomic(out, text)
         print(f"wrote {len(predictions)} prediction(s) to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

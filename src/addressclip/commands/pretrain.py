@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from addressclip.commands.train import add_run_arguments, format_metrics, load_run_config
+from addressclip.commands.common import add_run_config_arguments, format_metrics, run_config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "in out=DIR (default runs/pretrain/<fingerprint>) and reused when the parameters match; "
         "start AddressCLIP from it with model.init=DIR/model.pt.",
     )
-    add_run_arguments(parser)
+    add_run_config_arguments(parser)
     parser.add_argument("--force", action="store_true", help="retrain even if a matching result exists")
     parser.set_defaults(func=run)
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from addressclip.train.pretrain import run_pretraining
 
-    config = load_run_config(args)
+    config = run_config_from_args(args)
     result, reused = run_pretraining(config, resume=args.resume, force=args.force)
     state = "reused" if reused else f"trained, {result.steps} steps, {result.seconds:.0f} s"
     print(f"street CLIP: {result.model_path}  ({state})")

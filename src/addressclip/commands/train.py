@@ -4,40 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def add_run_arguments(parser: argparse.ArgumentParser, default_config: str = "cpu") -> None:
-    parser.add_argument(
-        "--config",
-        default=default_config,
-        help="preset name (paper, cpu, tiny) or a YAML file, e.g. a run's saved config.yaml "
-        f"(default: {default_config})",
-    )
-    parser.add_argument(
-        "--resume",
-        metavar="latest|PATH",
-        help="continue a run: 'latest' = OUT/checkpoints/latest.pt (exact: optimizer, RNG, sampler position)",
-    )
-    parser.add_argument("--pretrained", metavar="PATH", help="local open_clip weights (file or folder)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. data=runs/demo/world/manifest.parquet out=runs/demo/train "
-        "optim.epochs=5",
-    )
-
-
-def load_run_config(args: argparse.Namespace):
-    from addressclip.config import load_config
-
-    overrides = list(args.overrides)
-    if args.pretrained:
-        overrides.append(f"model.pretrained={args.pretrained}")
-    return load_config(args.config, overrides)
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.1f}" for k, v in metrics.items()) if metrics else "(no val split)"
+from addressclip.commands.common import add_run_config_arguments, format_metrics, run_config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,14 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune AddressCLIP (L_address + L_caption + L_geo). Multi-GPU: "
         "torchrun --nproc_per_node=N -m addressclip.cli train ...",
     )
-    add_run_arguments(parser)
+    add_run_config_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from addressclip.train.engine import train_model
 
-    config = load_run_config(args)
+    config = run_config_from_args(args)
     result = train_model(config, stage="address", resume=args.resume)
     if result.model_path is not None:
         print(f"model: {result.model_path}  ({result.steps} steps, {result.seconds:.0f} s)")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from addressclip.atomic import write_text_atomic
 from addressclip.config import config_yaml, load_config
+from addressclip.filenames import MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def _banner(step: str, command: str) -> None:
 
 def _trained(out: Path, config_text: str) -> Path | None:
     """The finished model of a training run with this exact config, if there is one."""
-    model = out / "model.pt"
+    model = out / MODEL_FILE
     if (out / "result.json").is_file() and model.is_file() and _same_config(out, config_text):
         return model
     return None
@@ -84,7 +85,7 @@ def run_demo(options: DemoOptions) -> None:
     pre_config = load_config(options.config, [*data, f"out={pretrain_dir}"])
     # a killed pretraining run (checkpoint but no finished model) continues where it stopped
     interrupted = (pretrain_dir / "checkpoints" / "latest.pt").is_file() and not (
-        pretrain_dir / "model.pt"
+        pretrain_dir / MODEL_FILE
     ).is_file()
     pretrained, reused = run_pretraining(pre_config, resume="latest" if interrupted else None)
     print(f"street CLIP: {pretrained.model_path} ({'reused' if reused else 'trained'})")
@@ -108,7 +109,8 @@ def run_demo(options: DemoOptions) -> None:
             f"addressclip benchmark --suite demo --data {manifest} --init {pretrained.model_path} "
             f"--model {model_path} --out {out / 'report'}",
         )
-        from addressclip.eval.benchmark import BenchmarkOptions, run_benchmark
+        from addressclip.benchmark.options import BenchmarkOptions
+        from addressclip.benchmark.suites import run_benchmark
 
         report = run_benchmark(
             BenchmarkOptions(
@@ -130,9 +132,9 @@ def run_demo(options: DemoOptions) -> None:
         "5/5 predict held-out images", f"addressclip predict {world_dir}/images/test --model {model_path}"
     )
     from addressclip.serve.formatting import held_out_report
-    from addressclip.serve.predictor import AddressPredictor
+    from addressclip.serve.loading import load_predictor
 
-    predictor = AddressPredictor.from_checkpoint(model_path)
+    predictor = load_predictor(model_path)
     print(held_out_report(predictor, str(manifest), count=8, split="test"))
     lap("predict", t)
 

@@ -20,18 +20,11 @@ from addressclip.errors import AddressclipError
 from addressclip.eval.evaluate import EvalImages
 from addressclip.eval.store import FeatureStore, array_digest, file_digest
 from addressclip.model.addressclip import AddressClipModel
+from addressclip.model.device import resolve_device
 
 THUMBNAIL = 16  # raw-pixel reference: 16 x 16 grey thumbnails (as the world's reference table)
 VLAD_CLUSTERS = 16
 VLAD_SAMPLE_IMAGES = 512
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def batches(rows: np.ndarray, size: int, desc: str, progress: bool) -> Iterator[np.ndarray]:
@@ -111,7 +104,7 @@ class FrozenEncoder:
     def from_checkpoint(
         cls, path: str | Path, store: FeatureStore | None = None, device: str | torch.device = "cpu", **kwargs
     ) -> FrozenEncoder:
-        from addressclip.model.checkpoint import load_checkpoint
+        from addressclip.model.factory import load_checkpoint
 
         device = resolve_device(device)
         return cls(load_checkpoint(path, device), file_digest(path), store, device, **kwargs)

@@ -10,7 +10,6 @@ manifest never reads stale features. With a folder, entries are also kept on dis
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,22 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from addressclip.atomic import atomic_path
+from addressclip.digest import file_digest, text_digest
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-1 of a file's content (memoised per path, size and modification time)."""
-    path = Path(path)
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo not in _DIGESTS:
-        digest = hashlib.sha1()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[memo] = digest.hexdigest()
-    return _DIGESTS[memo]
+__all__ = ["FeatureStore", "array_digest", "file_digest"]
 
 
 def array_digest(values: np.ndarray | list | tuple) -> str:
@@ -42,7 +28,7 @@ def array_digest(values: np.ndarray | list | tuple) -> str:
         data = np.ascontiguousarray(values).tobytes() + str(values.dtype).encode()
     else:
         data = json.dumps(list(values), ensure_ascii=False).encode()
-    return hashlib.sha1(data).hexdigest()[:16]
+    return text_digest(data, length=16)
 
 
 class FeatureStore:
@@ -57,7 +43,7 @@ class FeatureStore:
     @staticmethod
     def key(kind: str, parts: dict[str, object]) -> str:
         text = json.dumps(parts, sort_keys=True, default=str)
-        return f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:20]}"
+        return f"{kind}-{text_digest(text, length=20)}"
 
     def get(self, kind: str, parts: dict[str, object], compute: Callable[[], np.ndarray]) -> np.ndarray:
         key = self.key(kind, parts)

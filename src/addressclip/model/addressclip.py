@@ -221,19 +221,3 @@ class AddressClipModel(nn.Module):
         address = self.encode_text(addresses) if addresses is not None else None
         caption = self.encode_text(captions) if captions is not None else None
         return image, address, caption, self.logit_scale()
-
-
-def build_model(config: ModelConfig, device: str | torch.device = "cpu") -> AddressClipModel:
-    """A fresh AddressCLIP model (pretrained parts loaded from local files); see `model.init` for
-    starting from an addressclip checkpoint instead."""
-    from addressclip.model.factory import build_backbone
-
-    backbone = build_backbone(config)
-    model = AddressClipModel(
-        backbone.clip, backbone.tokenizer, config, backbone.open_clip_config, backbone.preprocess
-    )
-    if config.init:
-        from addressclip.model.checkpoint import load_weights_into
-
-        load_weights_into(model, config.init)
-    return model.to(device)

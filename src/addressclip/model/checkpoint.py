@@ -1,24 +1,26 @@
-"""Checkpoints that rebuild their model in one call: weights + resolved config + preprocessing.
+"""The checkpoint file format: weights + resolved config + preprocessing, in one `torch.save`d dict.
 
-A checkpoint is a `torch.save`d dict read back with `weights_only=True` (no pickled code runs on load).
-Training checkpoints add optimizer, scheduler, scaler, RNG and sampler state under 'training'.
+A checkpoint is read back with `weights_only=True` (no pickled code runs on load). Training
+checkpoints add optimizer, scheduler, scaler, RNG and sampler state under 'training'. Rebuilding a
+model from a payload is `model.factory`'s job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from addressclip.atomic import atomic_path
-from addressclip.config import ModelConfig, config_to_dict, section_from_dict
+from addressclip.config import config_to_dict
 from addressclip.errors import AddressclipError, InputError
 from addressclip.model.addressclip import AddressClipModel
 
 CHECKPOINT_FORMAT = "addressclip-checkpoint"
 CHECKPOINT_VERSION = 1
+EXPECTED = f"an addressclip checkpoint (a torch.save'd dict with format '{CHECKPOINT_FORMAT}')"
 
 
 def model_payload(model: AddressClipModel) -> dict[str, Any]:
@@ -43,51 +45,35 @@ def save_checkpoint(path: str | Path, model: AddressClipModel, **extra: Any) -> 
     return path
 
 
+def _unreadable(path: Path, error: Exception) -> InputError:
+    """Say what the file is and what was expected, not torch's unpickler text."""
+    size = path.stat().st_size
+    if size == 0:
+        return InputError(path, None, "empty file (0 bytes; a crash or a full disk while writing?) — "
+                          f"expected {EXPECTED}")  # fmt: skip
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        what = f"a truncated torch file ({size} bytes)"
+    elif head == b"PK\x03\x04":
+        what = "a torch file holding objects other than tensors and plain types (not loaded, for safety)"
+    else:
+        what = f"not a torch file ({size} bytes starting {head!r})"
+    return InputError(path, None, f"{what} — expected {EXPECTED}")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise AddressclipError(f"checkpoint {path} is a folder; give the .pt file (a run folder's model.pt)")
     if not path.is_file():
         raise AddressclipError(f"checkpoint {path} not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged or foreign file
-        raise InputError(
-            path, None, f"not a readable checkpoint ({str(error).splitlines()[0][:160]})"
-        ) from error
+        raise _unreadable(path, error) from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, "format", f"not an addressclip checkpoint (expected '{CHECKPOINT_FORMAT}')")
+        raise InputError(path, "format", f"not {EXPECTED}")
     if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
         raise InputError(path, "version", "written by a newer addressclip; upgrade to read it")
     return payload
-
-
-def model_from_payload(payload: Mapping[str, Any], device: str | torch.device = "cpu") -> AddressClipModel:
-    from addressclip.model.factory import build_backbone
-
-    config = section_from_dict(ModelConfig, payload["model_config"], "model")
-    config.pretrained = None
-    config.init = None
-    backbone = build_backbone(config, resolved=dict(payload["open_clip_config"]), load_weights=False)
-    model = AddressClipModel(
-        backbone.clip, backbone.tokenizer, config, payload["open_clip_config"], payload["preprocess"]
-    )
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device)
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> AddressClipModel:
-    """The model saved at `path`, rebuilt and in eval mode, ready for inference."""
-    model = model_from_payload(read_checkpoint(path), device)
-    model.eval()
-    return model
-
-
-def load_weights_into(model: AddressClipModel, path: str | Path) -> None:
-    """Start `model` from the weights of another addressclip checkpoint of the same architecture."""
-    payload = read_checkpoint(path)
-    if payload["open_clip_config"] != model.open_clip_config:
-        raise InputError(
-            path,
-            "open_clip_config",
-            "architecture differs from model.* of this run; build both from one preset",
-        )
-    model.load_state_dict(payload["state_dict"])

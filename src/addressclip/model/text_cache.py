@@ -24,8 +24,8 @@ FORMAT = 1
 
 
 def trunk_digest(model: AddressClipModel) -> str:
-    """sha1 of the text trunk's weights (projection head excluded) and what shapes its output."""
-    digest = hashlib.sha1(f"{FORMAT}|{model.hf_text}|{model.model_config.context_length}".encode())
+    """SHA-256 of the text trunk's weights (projection head excluded) and what shapes its output."""
+    digest = hashlib.sha256(f"{FORMAT}|{model.hf_text}|{model.model_config.context_length}".encode())
     digest.update(model.logit_scale_param.device.type.encode())
     for name, param in model.text_parameters():
         if model._is_text_head(name):

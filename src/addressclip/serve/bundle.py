@@ -1,4 +1,4 @@
-"""A self-contained predictor bundle: one folder that `AddressPredictor.from_checkpoint` loads offline.
+"""A self-contained predictor bundle: one folder that `load_predictor` loads offline.
 
     bundle/
       bundle.json        format, version, file checksums, the out-of-city calibration, provenance
@@ -27,20 +27,17 @@ import shapely
 
 from addressclip import __version__
 from addressclip.errors import AddressclipError, InputError
+from addressclip.filenames import MODEL_FILE
 from addressclip.serve import cache
-from addressclip.serve.calibration import Calibration
 from addressclip.serve.gallery import GALLERY_COLUMNS, AddressGallery
 
 if TYPE_CHECKING:
-    import torch
 
-    from addressclip.geo.addressbook import AddressBook
     from addressclip.serve.predictor import AddressPredictor
 
 BUNDLE_FORMAT = "addressclip-bundle"
 BUNDLE_VERSION = 1
 BUNDLE_FILE = "bundle.json"
-MODEL_FILE = "model.pt"
 ADDRESSES_FILE = "addresses.parquet"
 GALLERY_FILE = "gallery.npz"
 ADDRESSBOOK_DIR = "addressbook"
@@ -144,10 +141,26 @@ def read_bundle_json(folder: Path) -> dict[str, Any]:
         raise InputError(path, "format", f"not an addressclip bundle (expected '{BUNDLE_FORMAT}')")
     if int(meta.get("version", 0)) > BUNDLE_VERSION:
         raise InputError(path, "version", "written by a newer addressclip; upgrade to read it")
-    for name in meta.get("files", {}):
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise InputError(path, "files", "not a mapping of file name to SHA-256")
+    for name in files:
         if not (folder / name).is_file():
             raise InputError(folder / name, None, "missing from the bundle (copy the whole folder)")
     return meta
+
+
+def verify_bundle_files(folder: Path, meta: dict[str, Any]) -> None:
+    """Every file bundle.json lists must have the SHA-256 it lists (a torn copy or an edit fails)."""
+    for name, expected in meta.get("files", {}).items():
+        target = (folder / name).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            raise InputError(folder / BUNDLE_FILE, "files", f"'{name}' points outside the bundle")
+        if cache.file_sha256(target) != expected:
+            raise InputError(
+                folder / name, None,
+                "SHA-256 differs from bundle.json (damaged or edited after export); export the bundle again",
+            )  # fmt: skip
 
 
 def _projection(label: str | None):
@@ -173,48 +186,6 @@ def read_gallery_table(path: Path, projection_label: str | None) -> AddressGalle
     return AddressGallery(frame, _projection(projection_label))
 
 
-def _bundle_cache(folder: Path, bundle_key: str) -> cache.CachePathFor:
+def bundle_cache(folder: Path, bundle_key: str) -> cache.CachePathFor:
     """The bundle's own gallery in gallery.npz; other galleries (e.g. a new AddressBook) beside it."""
     return lambda key: folder / GALLERY_FILE if key == bundle_key else folder / f"gallery-{key[:16]}.npz"
-
-
-def load_bundle(
-    folder: str | os.PathLike[str],
-    *,
-    device: str | torch.device = "cpu",
-    addressbook: str | os.PathLike[str] | AddressBook | None = None,
-    all_addresses: bool = False,
-    progress: bool = False,
-    **options: Any,
-) -> AddressPredictor:
-    """The predictor stored in a bundle; needs nothing outside the folder (and no network)."""
-    from addressclip.geo.addressbook import AddressBook
-    from addressclip.model.checkpoint import model_from_payload, read_checkpoint
-    from addressclip.serve.predictor import AddressPredictor
-
-    folder = Path(folder)
-    meta = read_bundle_json(folder)
-    model_path = folder / MODEL_FILE
-    model = model_from_payload(read_checkpoint(model_path), "cpu")
-    gallery = read_gallery_table(folder / ADDRESSES_FILE, meta.get("projection"))
-    book = AddressBook.load(folder / ADDRESSBOOK_DIR) if (folder / ADDRESSBOOK_DIR).is_dir() else None
-    calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
-    predictor = AddressPredictor(
-        model,
-        gallery,
-        device=device,
-        calibration=calibration,
-        addressbook=book,
-        model_key=cache.file_sha256(model_path),
-        cache_path_for=_bundle_cache(folder, str(meta.get("gallery_key", ""))),
-        progress=progress,
-        source=folder,
-        **options,
-    )
-    if addressbook is not None:
-        predictor.use_addressbook(addressbook)
-    elif all_addresses:
-        if book is None:
-            raise AddressclipError(f"{folder}: the bundle has no AddressBook; pass addressbook=DIR")
-        predictor.use_addressbook(book)
-    return predictor

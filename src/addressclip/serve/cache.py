@@ -10,7 +10,6 @@ carries its key, so a stale or half-copied cache is ignored rather than trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -20,24 +19,20 @@ from typing import Any
 import numpy as np
 
 from addressclip.atomic import atomic_path, write_text_atomic
+from addressclip.digest import file_digest, text_digest
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
-_CHUNK = 1 << 20
 
 CachePathFor = Callable[[str], Path]
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path)
 
 
 def combined_key(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+    return text_digest(*parts)
 
 
 def beside_checkpoint(checkpoint: Path, kind: str, suffix: str) -> CachePathFor:

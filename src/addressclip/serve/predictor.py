@@ -1,6 +1,6 @@
 """`AddressPredictor`: photos in, ranked addresses with geometry and a GPS point out.
 
-    predictor = AddressPredictor.from_checkpoint("runs/demo/train/model.pt")   # or a bundle folder
+    predictor = load_predictor("runs/demo/train/model.pt")   # or a run folder, or a bundle folder
     [prediction] = predictor.predict(["photo.jpg"], top_k=5)
     prediction.top.address, prediction.top.lat, prediction.top.lon, prediction.out_of_city
 
@@ -34,6 +34,7 @@ from addressclip.data.transforms import Normalizer
 from addressclip.errors import AddressclipError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.model.addressclip import AddressClipModel
+from addressclip.model.device import resolve_device
 from addressclip.serve import cache
 from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration, calibrate
 from addressclip.serve.gallery import AddressGallery, text_or_none
@@ -46,18 +47,13 @@ from addressclip.serve.images import (
     square_pixels,
 )
 from addressclip.serve.sources import (
-    find_training_manifest,
     gallery_from_addressbook,
-    gallery_from_manifest,
-    train_split_name,
-    training_addresses,
 )
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 CALIBRATION_SPLIT = "val"
-MODEL_FILE = "model.pt"  # what `addressclip train` writes in its run folder
 
 
 @dataclass
@@ -108,15 +104,6 @@ class Prediction:
         }
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise AddressclipError(f"device '{device}' is not a torch device ({error})") from None
-
-
 def _as_sources(images: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
     single = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
     if isinstance(images, single) or not isinstance(images, Iterable):
@@ -161,117 +148,6 @@ class AddressPredictor:
         self._normalizer = Normalizer(pre["mean"], pre["std"])
         self.gallery = gallery
         self._embeddings = self._gallery_embeddings(gallery)
-
-    # ---------------------------------------------------------------------------------- loading
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        device: str | torch.device = "cpu",
-        manifest: str | os.PathLike[str] | None = None,
-        addressbook: str | os.PathLike[str] | AddressBook | None = None,
-        all_addresses: bool = False,
-        cache_embeddings: bool = True,
-        calibrate_threshold: bool = True,
-        percentile: float = DEFAULT_PERCENTILE,
-        progress: bool = False,
-        **options: Any,
-    ) -> AddressPredictor:
-        """Load a checkpoint (`model.pt`, a run folder holding one) or an exported bundle folder.
-
-        The candidate addresses are the training manifest's (found from the checkpoint, or given as
-        `manifest`); `all_addresses=True` uses every sub-street of the AddressBook instead (the open
-        set). The AddressBook is the manifest's, unless `addressbook` is given. A bundle needs none of
-        these: it carries its own. `options` go to the constructor (batch_size, max_pixels, ...).
-        """
-        from addressclip.serve.bundle import is_bundle, load_bundle
-
-        path = Path(path)
-        if path.is_dir() and is_bundle(path):
-            return load_bundle(
-                path,
-                device=device,
-                addressbook=addressbook,
-                all_addresses=all_addresses,
-                progress=progress,
-                **options,
-            )
-        if path.is_dir():
-            if not (path / MODEL_FILE).is_file():
-                raise AddressclipError(
-                    f"{path}: neither a bundle (no bundle.json) nor a run folder (no {MODEL_FILE})"
-                )
-            path = path / MODEL_FILE
-        return cls._from_checkpoint_file(
-            path,
-            device=device,
-            manifest=manifest,
-            addressbook=addressbook,
-            all_addresses=all_addresses,
-            cache_embeddings=cache_embeddings,
-            calibrate_threshold=calibrate_threshold,
-            percentile=percentile,
-            progress=progress,
-            **options,
-        )
-
-    @classmethod
-    def _from_checkpoint_file(
-        cls,
-        path: Path,
-        *,
-        device: str | torch.device,
-        manifest: str | os.PathLike[str] | None,
-        addressbook: str | os.PathLike[str] | AddressBook | None,
-        all_addresses: bool,
-        cache_embeddings: bool,
-        calibrate_threshold: bool,
-        percentile: float,
-        progress: bool,
-        **options: Any,
-    ) -> AddressPredictor:
-        from addressclip.model.checkpoint import model_from_payload, read_checkpoint
-
-        payload = read_checkpoint(path)
-        manifest_path = Path(manifest) if manifest is not None else find_training_manifest(path, payload)
-        read = read_manifest(manifest_path) if manifest_path is not None else None
-        book = _load_book(addressbook, read)
-        if read is None and book is None:
-            data = (payload.get("run_config") or {}).get("data")
-            raise AddressclipError(
-                f"{path}: cannot find the manifest it was trained on (run_config.data={data!r}); "
-                "pass manifest=PATH (--manifest) or addressbook=DIR (--addressbook)"
-            )
-        split = train_split_name(payload)
-        if all_addresses or read is None:
-            if book is None:
-                raise AddressclipError(
-                    f"{read.path if read else path}: all_addresses needs an AddressBook; pass addressbook=DIR"
-                )
-            seen_ids, seen_texts = training_addresses(read, split) if read is not None else (set(), set())
-            gallery = gallery_from_addressbook(book, seen_ids, seen_texts)
-        else:
-            gallery = gallery_from_manifest(read, book, split)
-        model = model_from_payload(payload, "cpu")
-        del payload
-        predictor = cls(
-            model,
-            gallery,
-            device=device,
-            addressbook=book,
-            model_key=cache.file_sha256(path),
-            cache_path_for=cache.beside_checkpoint(path, "gallery", ".npz") if cache_embeddings else None,
-            progress=progress,
-            source=path,
-            **options,
-        )
-        if calibrate_threshold and read is not None:
-            calibration_cache = (
-                cache.beside_checkpoint(path, "calibration", ".json") if cache_embeddings else None
-            )
-            predictor.calibrate_on(read, CALIBRATION_SPLIT, percentile, calibration_cache)
-        return predictor
 
     # --------------------------------------------------------------------------------- gallery
     def _gallery_key(self, gallery: AddressGallery) -> str:
@@ -519,15 +395,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return -1
-
-
-def _load_book(
-    addressbook: str | os.PathLike[str] | AddressBook | None, manifest: Manifest | None
-) -> AddressBook | None:
-    if isinstance(addressbook, AddressBook):
-        return addressbook
-    if addressbook is not None:
-        return AddressBook.load(addressbook)
-    if manifest is not None and manifest.addressbook_dir is not None and manifest.addressbook_dir.exists():
-        return AddressBook.load(manifest.addressbook_dir)
-    return None

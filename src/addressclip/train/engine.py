@@ -29,9 +29,12 @@ from addressclip.data.dataset import keep_batch
 from addressclip.data.samplers import AddressBatchSampler
 from addressclip.data.transforms import Normalizer, augment_batch
 from addressclip.errors import AddressclipError, ConfigError
+from addressclip.filenames import MODEL_FILE
 from addressclip.losses import AddressClipLoss, LossInputs
-from addressclip.model.addressclip import AddressClipModel, build_model
+from addressclip.model.addressclip import AddressClipModel
 from addressclip.model.checkpoint import read_checkpoint, save_checkpoint
+from addressclip.model.device import set_threads
+from addressclip.model.factory import build_model, load_checkpoint
 from addressclip.train.checkpoint import (
     LATEST,
     BestCheckpoints,
@@ -46,7 +49,6 @@ from addressclip.train.logging import MetricsLogger
 from addressclip.train.validation import evaluate_addresses
 
 Stage = Literal["address", "pretrain"]
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -126,8 +128,7 @@ class Trainer:
         self.ctx = ctx
         self.out = Path(config.out)
         self.device = ctx.device
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
+        set_threads(config.train.threads)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         random.seed(config.seed)
@@ -396,7 +397,6 @@ class Trainer:
         """SSA-k / SA-k of the saved model on the test split (reported, never used for selection)."""
         if model_path is None or self.data.test is None:
             return {}
-        from addressclip.model.checkpoint import load_checkpoint
 
         model = load_checkpoint(model_path, self.device)
         return evaluate_addresses(

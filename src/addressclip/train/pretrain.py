@@ -9,16 +9,16 @@ from the same checkpoint (`model.init=.../model.pt`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from addressclip.atomic import write_text_atomic
 from addressclip.config import RunConfig, config_to_dict
-from addressclip.data.dataset import _file_digest
+from addressclip.digest import file_digest, text_digest
 from addressclip.errors import ConfigError
-from addressclip.train.engine import MODEL_FILE, TrainResult, train_model
+from addressclip.filenames import MODEL_FILE
+from addressclip.train.engine import TrainResult, train_model
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -36,10 +36,10 @@ def pretrain_fingerprint(config: RunConfig) -> str:
         "pretrain": {k: v for k, v in values["pretrain"].items() if k != "extra_data"},
         "optim": {k: v for k, v in values["optim"].items() if k not in ("epochs", "lr")},
         "loader": {k: values["loader"][k] for k in ("max_per_address", "augment", "val_split")},
-        "data": [_file_digest(Path(p)) for p in (config.data, *config.pretrain.extra_data)],
+        "data": [file_digest(Path(p)) for p in (config.data, *config.pretrain.extra_data)],
     }
     text = json.dumps(relevant, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return text_digest(text, length=16)
 
 
 def default_pretrain_dir(config: RunConfig, root: str | Path = "runs/pretrain") -> Path:

@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from addressclip.benchmark.ablations import coverage_manifest
+from addressclip.benchmark.options import BenchmarkOptions
+from addressclip.benchmark.report import ACCURACY_COLUMNS, format_bytes, format_stat
+from addressclip.benchmark.suites import run_benchmark
 from addressclip.cli import main
-from addressclip.eval.benchmark import BenchmarkOptions, coverage_manifest, run_benchmark
 from addressclip.eval.evaluate import EvalData
-from addressclip.eval.report import ACCURACY_COLUMNS, format_bytes, format_stat
-from addressclip.eval.toyworld import make_street_world, train_toy_street_clip
+from addressclip.testing.toyworld import make_street_world, train_toy_street_clip
 
 FAST = ("train.threads=1", "optim.batch_size=12", "optim.epochs=1")
 METHODS = ("chance", "majority", "zeroshot", "linear_probe", "retrieval", "addressclip")

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from addressclip.atomic import write_text_atomic
+from addressclip.atomic import write_json_atomic, write_text_atomic
 from addressclip.baselines.registry import BASELINES
+from addressclip.benchmark.ablations import ABLATION_TITLES
+from addressclip.benchmark.figures import make_figures
+from addressclip.benchmark.options import FEATURED
 from addressclip.eval.evaluate import EvalData
 
 ACCURACY_COLUMNS: tuple[str, ...] = ("SSA-1", "SSA-5", "SA-1", "SA-5")
-FIGURE_DIR = "figures"
-# The method whose diagnostics (map, t-SNE, examples, heatmaps) the report shows, first found.
-FEATURED: tuple[str, ...] = ("addressclip", "finetune_address", "zeroshot")
 
 
 def dataset_summary(data: EvalData, split: str) -> dict[str, object]:
@@ -129,8 +129,6 @@ def main_table_markdown(table: list[dict]) -> str:
 
 
 def ablation_markdown(table: list[dict]) -> str:
-    from addressclip.eval.benchmark import ABLATION_TITLES
-
     parts = []
     for group in dict.fromkeys(r["group"] for r in table):
         rows = [
@@ -256,17 +254,13 @@ def report_markdown(results: dict, figures: dict[str, str]) -> str:
 
 def write_report(out: Path, results: dict, data: EvalData, options, figures: bool = True) -> Path:
     """Fill the derived tables into `results`, write results.json, figures and report.md."""
-    from addressclip.eval.benchmark import write_json
-
     results["main_table"] = main_table(results.get("methods", {}))
     results["ablation_table"] = ablation_table(results.get("ablations", []))
     figure_paths: dict[str, str] = {}
     if figures:
-        from addressclip.eval.figures import make_figures
-
         figure_paths = make_figures(out, results, data)
     results["figures"] = figure_paths
-    write_json(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     report = out / "report.md"
     write_text_atomic(report, report_markdown(results, figure_paths))
     return report

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from addressclip.atomic import atomic_path
+from addressclip.benchmark.options import FEATURED, FIGURE_DIR
 from addressclip.eval.evaluate import EvalData
-from addressclip.eval.report import FEATURED, FIGURE_DIR
 
 EXAMPLES = 6
 HEATMAPS = 4
@@ -165,8 +165,8 @@ def plot_examples(data: EvalData, queries: pd.DataFrame, path: Path, title: str)
 def plot_heatmaps(data: EvalData, queries: pd.DataFrame, checkpoint: Path, path: Path) -> bool:
     import torch
 
-    from addressclip.eval.gradcam import grad_cam
-    from addressclip.model.checkpoint import load_checkpoint
+    from addressclip.benchmark.gradcam import grad_cam
+    from addressclip.model.factory import load_checkpoint
 
     if not checkpoint.is_file():
         return False
