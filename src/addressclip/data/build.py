@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from addressclip.atomic import write_text_atomic
+from addressclip.data.imagecheck import check_images
 from addressclip.data.manifest import MANIFEST_COLUMNS, frame_to_table, write_manifest
 from addressclip.data.readers import READERS, ReaderSpec, ReadResult
 from addressclip.data.splits import SplitConfig, assign_splits
@@ -80,6 +81,13 @@ class BuildReport:
             f"read {c.get('seen', 0)} records: {c.get('read', 0)} images kept, "
             f"{c.get('read_skipped', 0)} skipped",
         ]
+        check = self.read.get("decode_check")
+        if isinstance(check, dict):
+            failed = ", ".join(f"{k} {v}" for k, v in check["failed_by_kind"].items()) or "none"
+            lines.append(
+                f"decode check: {check['checked']} images at {check['images_per_second']:.0f} images/s "
+                f"({check['workers']} threads); undecodable: {failed}"
+            )
         if self.address_source == "osm":
             reasons = self.labelling.get("unlabelled_by_reason", {})
             detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"  # type: ignore[union-attr]
@@ -123,6 +131,19 @@ def read_images(
     spec = reader_spec(reader)
     options = spec.options_for(reader_options)
     return spec.read(Path(images), strict=strict, progress=progress, **options)
+
+
+def _drop_undecodable(read: ReadResult, image_root: Path, progress: bool) -> dict[str, object]:
+    """Decode-check every image read; a file that does not decode is a counted skip (by kind), or
+    the one-line error of strict mode. Returns the check's numbers for the build report."""
+    paths = read.frame["path"].astype(str).tolist()
+    check = check_images([image_root / p for p in paths], progress=progress)
+    for index, (kind, reason) in sorted(check.problems.items()):
+        read.report.skip(paths[index], "file", kind, reason)
+    if check.problems:
+        read.frame = read.frame.drop(index=read.frame.index[sorted(check.problems)]).reset_index(drop=True)
+        read.report.kept = len(read.frame)
+    return check.to_dict()
 
 
 def _osm_source(osm: Path | None, world: str | None) -> Path | None:
@@ -298,7 +319,9 @@ def build_dataset(
         "strict": strict,
     }
     read = spec.read(images, strict=strict, progress=progress, **options)
+    decode_check = _drop_undecodable(read, images, progress)
     report.read = read.report.to_dict()
+    report.read["decode_check"] = decode_check
     report.counts.update(seen=read.report.seen, read=len(read.frame), read_skipped=read.report.skipped)
     if read.frame.empty:
         raise AddressclipError(

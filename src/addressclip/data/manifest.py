@@ -11,8 +11,9 @@ Extra columns (e.g. `role`, `address_alt`, `pano_id`) are allowed and kept after
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -216,7 +217,29 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     book = metadata.get(META_ADDRESSBOOK)
     addressbook_dir = (base / book).resolve() if book else None
     frame = table.to_pandas()
+    escaping = _escaping_rows(frame)
+    if escaping.any():
+        raise InputError(
+            path, "path", f"{int(escaping.sum())} row(s) leave the image root, e.g. "
+            f"{frame.loc[escaping, 'path'].iloc[0]!r}; paths must be relative to the image root without '..'",
+        )  # fmt: skip
     return Manifest(path, frame, image_root, addressbook_dir, version)
+
+
+def path_stays_inside(relative: str) -> bool:
+    """Whether a manifest `path` names a file under the image root: relative, no '..' that climbs out
+    (the same rule the readers apply). A crafted manifest must not make training open any file."""
+    text = relative.replace("\\", "/")
+    if not text.strip() or text.startswith("/") or PureWindowsPath(relative).drive:
+        return False
+    normalised = posixpath.normpath(text)
+    return not (normalised == ".." or normalised.startswith("../"))
+
+
+def _escaping_rows(frame: pd.DataFrame) -> np.ndarray:
+    return np.array(
+        [isinstance(p, str) and not path_stays_inside(p) for p in frame["path"].tolist()], dtype=bool
+    )
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -268,6 +291,13 @@ def _value_problems(frame: pd.DataFrame) -> list[str]:
         values = sorted({str(v) for v in split[bad_split]})
         problems.append(
             f"column 'split': values {_examples(values)} not in {'/'.join(SPLITS)} ({_rows(bad_split)})"
+        )
+    escaping = _escaping_rows(frame)
+    if escaping.any():
+        paths = frame.loc[escaping, "path"].tolist()
+        problems.append(
+            f"column 'path': {int(escaping.sum())} path(s) leave the image root (absolute or '..'): "
+            f"{_examples(paths)} ({_rows(escaping)})"
         )
     duplicated = frame["path"].duplicated(keep=False).to_numpy()
     if duplicated.any():
@@ -345,8 +375,13 @@ def _label_problems(frame: pd.DataFrame) -> list[str]:
     return problems
 
 
-def validate_manifest(path: str | os.PathLike[str], check_files: bool = True) -> list[str]:
-    """All problems of a manifest file, one line each (an empty list means it is valid)."""
+def validate_manifest(
+    path: str | os.PathLike[str], check_files: bool = True, decode: bool = False, progress: bool = False
+) -> list[str]:
+    """All problems of a manifest file, one line each (an empty list means it is valid).
+
+    `decode`: also decode-check every image (as `build` does), not only that it exists.
+    """
     path = Path(path)
     try:
         table = _read_table(path)
@@ -378,7 +413,10 @@ def validate_manifest(path: str | os.PathLike[str], check_files: bool = True) ->
         if not image_root.is_dir():
             problems.append(f"metadata '{META_IMAGE_ROOT}': folder {image_root} not found")
         elif check_files and "path" in frame.columns:
-            problems.extend(_missing_file_problems(frame, image_root))
+            missing = _missing_file_problems(frame, image_root)
+            problems.extend(missing)
+            if decode and not missing:
+                problems.extend(_decode_problems(frame, image_root, progress))
     book = metadata.get(META_ADDRESSBOOK)
     if book and not (base / book).is_dir():
         problems.append(f"metadata '{META_ADDRESSBOOK}': folder {(base / book).resolve()} not found")
@@ -390,3 +428,15 @@ def _missing_file_problems(frame: pd.DataFrame, image_root: Path) -> list[str]:
     if not missing:
         return []
     return [f"column 'path': {len(missing)} image file(s) not found under {image_root}: {_examples(missing)}"]
+
+
+def _decode_problems(frame: pd.DataFrame, image_root: Path, progress: bool) -> list[str]:
+    from addressclip.data.imagecheck import check_images
+
+    paths = [p for p in frame["path"].tolist() if isinstance(p, str) and path_stays_inside(p)]
+    check = check_images([image_root / p for p in paths], progress=progress)
+    if not check.problems:
+        return []
+    kinds = ", ".join(f"{k} {v}" for k, v in check.to_dict()["failed_by_kind"].items())  # type: ignore[union-attr]
+    bad = [paths[i] for i in sorted(check.problems)]
+    return [f"column 'path': {len(bad)} image file(s) do not decode ({kinds}): {_examples(bad)}"]
