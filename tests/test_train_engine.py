@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 
 from addressclip.config import load_config, read_config_file
@@ -112,6 +113,9 @@ def test_pretrain_stage_uses_captions_only_and_extra_worlds(world: Path, tmp_pat
     train_model(config, stage="pretrain")
     steps = [r for r in read_metrics(tmp_path / "pre" / "metrics.jsonl") if r["kind"] == "step"]
     assert set(steps[0]) >= {"caption", "total"} and "address" not in steps[0] and "geo" not in steps[0]
+    saved = yaml.safe_load((tmp_path / "pre" / "config.yaml").read_text())  # the effective config
+    assert (saved["loss"]["alpha"], saved["loss"]["beta"], saved["loss"]["gamma"]) == (0.0, 1.0, 0.0)
+    assert saved["loss"]["caption_template"] == "{caption}"
     with pytest.raises(ConfigError, match="held-out split"):
         load_stage_data(_config(world, tmp_path / "x", "pretrain.splits=[train,val]"), "pretrain", 32)
 

@@ -123,6 +123,8 @@ class Trainer:
     def __init__(self, config: RunConfig, stage: Stage, ctx: DistributedContext) -> None:
         if not config.out:
             raise ConfigError("out=DIR is required (the run folder)")
+        # the effective config: what config.yaml and the checkpoints record is what the run used
+        config = replace(config, loss=stage_loss_config(config, stage))
         self.config = config
         self.stage = stage
         self.ctx = ctx
@@ -435,7 +437,7 @@ def train_model(config: RunConfig, stage: Stage = "address", resume: str | None 
         trainer.warm_text_cache()
         if ctx.is_main:
             trainer.out.mkdir(parents=True, exist_ok=True)
-            save_config(config, trainer.out / "config.yaml")
+            save_config(trainer.config, trainer.out / "config.yaml")
         logger = MetricsLogger(trainer.out, enabled=ctx.is_main, tensorboard=config.train.tensorboard)
         try:
             if resume:
