@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from addressclip.cli import main
-from addressclip.data.build import build_dataset
+from addressclip.data.build import build_dataset, output_lock
 from addressclip.data.imagecheck import check_images, decode_problem
 from addressclip.data.manifest import ManifestError, read_manifest, validate_manifest, write_manifest
 from addressclip.data.splits import SplitConfig
-from addressclip.errors import InputError
+from addressclip.errors import AddressclipError, InputError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.resources import bundled_extract
 from fixtures_data import cosplace_name_for, manifest_frame, write_corrupt_jpeg, write_jpeg
@@ -135,3 +139,82 @@ def test_paths_that_leave_the_image_root_are_refused(tmp_path, escape):
     assert any("leave the image root" in p and repr(escape) in p for p in problems), problems
     with pytest.raises(InputError, match="leave the image root"):
         read_manifest(path)
+
+
+# ------------------------------------------------------- one build's files belong together
+
+
+def _cosplace_good(root: Path, points) -> None:
+    for lat, lon in points:
+        for heading in (0, 180):
+            write_jpeg(root / "images" / "train" / "database" / cosplace_name_for(lat, lon, heading=heading))
+
+
+def test_a_manifest_beside_another_builds_addressbook_is_refused(tmp_path, book, points, capsys):
+    """What a kill between the files of a build, or two builds into one folder, used to leave."""
+    _cosplace_good(tmp_path, points)
+    report = _build(tmp_path, "cosplace", {}, book)
+    assert validate_manifest(report.manifest_path) == []
+    other = AddressBook.from_osm(bundled_extract("karhula"), dataclasses.replace(book.config, min_gap_m=80.0))
+    other.save(tmp_path / "out" / "addressbook")  # another build's book lands in the folder
+    problems = validate_manifest(report.manifest_path)
+    assert any("not the one this manifest was built with" in p for p in problems), problems
+    assert any("are not in the AddressBook" in p for p in problems), problems
+    with pytest.raises(InputError, match="rebuild the dataset"):
+        read_manifest(report.manifest_path)
+    assert main(["validate", str(report.manifest_path)]) == 1
+
+
+def test_validate_checks_every_address_id_against_the_addressbook(tmp_path, book, points):
+    _cosplace_good(tmp_path, points)
+    report = _build(tmp_path, "cosplace", {}, book)
+    manifest = read_manifest(report.manifest_path)
+    frame = manifest.frame
+    frame.loc[frame["address_id"] == frame["address_id"].iloc[0], "address_id"] = "a000000000000"
+    with pytest.raises(ManifestError, match="not in the AddressBook"):
+        write_manifest(frame, report.manifest_path, manifest.image_root, manifest.addressbook_dir,
+                       addressbook_ids="all")  # fmt: skip
+    crafted = tmp_path / "out" / "crafted.parquet"  # the ids flag of an old manifest is missing: checked too
+    table = pq.read_table(report.manifest_path)
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
+        {k: v for k, v in table.schema.metadata.items() if b"addressbook_ids" not in k}
+    )
+    pq.write_table(table, crafted)
+    problems = validate_manifest(crafted)
+    assert any("'a000000000000'" in p and "not in the AddressBook" in p for p in problems), problems
+
+
+def test_given_addresses_with_a_geometry_book_stay_valid(tmp_path, book):
+    lines = ["path,lat,lon,address"]
+    for i in range(8):
+        write_jpeg(tmp_path / "images" / f"{i}.jpg")
+        lines.append(f'{i}.jpg,{60.53 + 0.0002 * i:.5f},26.95,"Given Street {i % 2}"')
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = build_dataset(
+        "csv", tmp_path / "images", tmp_path / "out", reader_options={"csv_path": tmp_path / "p.csv"},
+        addressbook=book, addresses="given", split=SplitConfig(ratios=(1.0, 0.0, 0.0)), progress=False,
+    )  # fmt: skip
+    assert validate_manifest(report.manifest_path) == []
+
+
+def test_builds_into_one_folder_wait_for_the_folder_lock(tmp_path, book, points):
+    _cosplace_good(tmp_path, points)
+    result: dict[str, object] = {}
+
+    def build() -> None:
+        try:
+            result["report"] = _build(tmp_path, "cosplace", {}, book)
+        except Exception as error:  # surfaced by the assertion below
+            result["error"] = error
+
+    with output_lock(tmp_path / "out"):  # another build is writing the folder
+        worker = threading.Thread(target=build)
+        worker.start()
+        worker.join(timeout=3.0)
+        assert worker.is_alive() and not (tmp_path / "out" / "manifest.parquet").exists()
+    worker.join(timeout=60.0)
+    assert "error" not in result and validate_manifest(tmp_path / "out" / "manifest.parquet") == []
+    out = tmp_path / "out"
+    with pytest.raises(AddressclipError, match="another build is still writing"):  # noqa: SIM117
+        with output_lock(out), output_lock(out, timeout_s=0.2):
+            pass

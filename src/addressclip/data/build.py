@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from addressclip.geo.partition import PartitionConfig
 
 ADDRESS_SOURCES = ("osm", "given")
+LOCK_FILE = ".build.lock"
+LOCK_TIMEOUT_S = 600.0
 # Extra image-table columns worth keeping in the manifest.
 KEPT_EXTRA_COLUMNS = ("role", "address_alt")
 MAX_LISTED_UNLABELLED = 1000
@@ -286,6 +289,8 @@ def build_dataset(
     partition = addressbook.config if addressbook is not None else (partition or PartitionConfig())
     images = Path(images)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder; give a folder for the dataset")
     address_source = addresses or spec.addresses
     if address_source not in ADDRESS_SOURCES:
         raise ConfigError(f"address source '{address_source}' is not one of {', '.join(ADDRESS_SOURCES)}")
@@ -352,16 +357,42 @@ def build_dataset(
     frame = frame[columns]
     frame_to_table(frame)  # check everything before the first file is written
     if book is not None:
-        book.save(report.addressbook_dir)
         report.addressbook = _jsonable(book.summary(_book_index(book, frame)))
         # With given addresses the book only supplies street geometry: its ids are not the manifest's.
         report.addressbook["ids_match_manifest"] = address_source == "osm"  # type: ignore[index]
-    write_manifest(frame, report.manifest_path, images, report.addressbook_dir)
     _fill_counts(report, frame, split_report.dropped_unseen_images)
-    write_text_atomic(
-        report.report_path, json.dumps(_jsonable(report.to_dict()), indent=2, ensure_ascii=False)
-    )
+    with output_lock(out):
+        if book is not None:
+            book.save(report.addressbook_dir)
+        # the manifest records the digest of the book just written: a manifest left beside another
+        # build's book (a kill between these files) is refused on read and by `validate`
+        ids = "all" if address_source == "osm" else "geometry_only"
+        write_manifest(frame, report.manifest_path, images, report.addressbook_dir, addressbook_ids=ids)
+        write_text_atomic(
+            report.report_path, json.dumps(_jsonable(report.to_dict()), indent=2, ensure_ascii=False)
+        )
     return report
+
+
+@contextmanager
+def output_lock(out: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the exclusive lock of a dataset folder while its files are written, so that two builds
+    into one folder write one after the other instead of interleaving their files."""
+    from filelock import FileLock, Timeout
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK_FILE)
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise AddressclipError(
+            f"{out}: another build is still writing this folder after {timeout_s:g} s "
+            f"(lock {out / LOCK_FILE}); wait for it or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _book_index(book: AddressBook, frame: pd.DataFrame) -> np.ndarray:

@@ -10,6 +10,7 @@ Extra columns (e.g. `role`, `address_alt`, `pano_id`) are allowed and kept after
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from addressclip.errors import AddressclipError, InputError
 SCHEMA_VERSION = "1"
 META_IMAGE_ROOT = "addressclip.image_root"
 META_ADDRESSBOOK = "addressclip.addressbook"
+# SHA-256 of the AddressBook file the manifest was written against: a manifest paired with another
+# build's book (a build killed between its files, or two builds into one folder) is refused on read.
+META_ADDRESSBOOK_SHA256 = "addressclip.addressbook_sha256"
+# 'all' when every address_id of the manifest is a row of that book; 'geometry_only' when the
+# addresses were given by the input and the book only supplies street geometry.
+META_ADDRESSBOOK_IDS = "addressclip.addressbook_ids"
 META_SCHEMA_VERSION = "addressclip.schema_version"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Largest allowed distance between the stored UTM position and the one projected from lat/lon.
@@ -159,6 +166,7 @@ def write_manifest(
     addressbook_dir: str | os.PathLike[str] | None = None,
     *,
     check: bool = True,
+    addressbook_ids: str | None = None,
 ) -> Path:
     """Write `frame` as a manifest parquet, atomically (a reader never sees half a file).
 
@@ -167,6 +175,9 @@ def write_manifest(
     per address_id, val/test addresses present in train); a bad frame raises ManifestError and
     nothing is written. `check=False` skips the value rules (for deliberately partial manifests,
     e.g. a test-only set for zero-shot evaluation); `validate_manifest` will still report them.
+    With an AddressBook, its file's SHA-256 is recorded (checked on read) and `addressbook_ids` says
+    whether the manifest's address ids are the book's rows ('all', checked here and by validate) or
+    the book only supplies geometry ('geometry_only'); None works it out from the book.
     """
     path = Path(path)
     table = frame_to_table(frame, check=check)
@@ -175,10 +186,59 @@ def write_manifest(
     metadata[META_IMAGE_ROOT.encode()] = _relative_to_manifest(image_root, path).encode()
     if addressbook_dir is not None:
         metadata[META_ADDRESSBOOK.encode()] = _relative_to_manifest(addressbook_dir, path).encode()
+        book_file = _addressbook_file(Path(addressbook_dir))
+        if book_file.is_file():
+            metadata[META_ADDRESSBOOK_SHA256.encode()] = _sha256(book_file).encode()
+            known = _addressbook_ids(book_file)
+            absent = sorted({str(v) for v in frame["address_id"].tolist()} - known)
+            if addressbook_ids == "all" and absent:
+                raise ManifestError(
+                    f"{len(absent)} address id(s) are not in the AddressBook {book_file}: {_examples(absent)}"
+                )
+            if addressbook_ids is None:
+                addressbook_ids = "geometry_only" if absent else "all"
+            metadata[META_ADDRESSBOOK_IDS.encode()] = addressbook_ids.encode()
     table = table.replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
+
+
+def _addressbook_file(folder: Path) -> Path:
+    from addressclip.geo.addressbook import TABLE_FILE
+
+    return folder / TABLE_FILE
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _addressbook_ids(book_file: Path) -> set[str]:
+    try:
+        return set(pq.read_table(book_file, columns=["address_id"]).column(0).to_pylist())
+    except (pa.ArrowException, OSError, KeyError) as error:
+        raise InputError(book_file, "address_id", f"cannot read the AddressBook's ids ({error})") from None
+
+
+def _pairing_problem(metadata: dict[str, str], addressbook_dir: Path | None) -> str | None:
+    """Why the manifest and its AddressBook are not from one build, or None when they are."""
+    expected = metadata.get(META_ADDRESSBOOK_SHA256)
+    if expected is None or addressbook_dir is None:
+        return None
+    book_file = _addressbook_file(addressbook_dir)
+    if not book_file.is_file():
+        return None  # reported as a missing folder/file where that matters
+    if _sha256(book_file) != expected:
+        return (
+            f"the AddressBook {book_file} is not the one this manifest was built with (another build, "
+            "or one interrupted between its files, wrote it); rebuild the dataset"
+        )
+    return None
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -216,6 +276,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     image_root = (base / metadata[META_IMAGE_ROOT]).resolve()
     book = metadata.get(META_ADDRESSBOOK)
     addressbook_dir = (base / book).resolve() if book else None
+    pairing = _pairing_problem(metadata, addressbook_dir)
+    if pairing is not None:
+        raise InputError(path, META_ADDRESSBOOK_SHA256, pairing)
     frame = table.to_pandas()
     escaping = _escaping_rows(frame)
     if escaping.any():
@@ -420,6 +483,35 @@ def validate_manifest(
     book = metadata.get(META_ADDRESSBOOK)
     if book and not (base / book).is_dir():
         problems.append(f"metadata '{META_ADDRESSBOOK}': folder {(base / book).resolve()} not found")
+    elif book:
+        problems.extend(_addressbook_problems(frame, metadata, (base / book).resolve()))
+    return problems
+
+
+def _addressbook_problems(frame: pd.DataFrame, metadata: dict[str, str], folder: Path) -> list[str]:
+    """The manifest must come from the same build as its AddressBook, and (unless the book only
+    supplies geometry for given addresses) every address id must be one of the book's rows."""
+    book_file = _addressbook_file(folder)
+    if not book_file.is_file():  # a problem only when the manifest was written against a book
+        found = META_ADDRESSBOOK_SHA256 not in metadata
+        return [] if found else [f"metadata '{META_ADDRESSBOOK}': {book_file} not found"]
+    problems = []
+    pairing = _pairing_problem(metadata, folder)
+    if pairing is not None:
+        problems.append(f"metadata '{META_ADDRESSBOOK_SHA256}': {pairing}")
+    if metadata.get(META_ADDRESSBOOK_IDS, "all") == "all" and "address_id" in frame.columns:
+        try:
+            known = _addressbook_ids(book_file)
+        except InputError as error:
+            return [*problems, str(error)]
+        ids = frame["address_id"]
+        absent = sorted({str(v) for v in ids.tolist()} - known)
+        if absent:
+            count = int(ids.astype(str).isin(absent).sum())
+            problems.append(
+                f"column 'address_id': {len(absent)} id(s) ({count} image(s)) are not in the AddressBook "
+                f"{book_file}: {_examples(absent)}"
+            )
     return problems
 
 
