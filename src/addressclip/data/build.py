@@ -17,7 +17,6 @@ succeeded, and each file is written atomically.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,11 +27,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from addressclip.atomic import write_text_atomic
+from addressclip.atomic import to_jsonable, write_text_atomic
 from addressclip.data.imagecheck import check_images
 from addressclip.data.manifest import MANIFEST_COLUMNS, frame_to_table, write_manifest
 from addressclip.data.readers import READERS, ReaderSpec, ReadResult
 from addressclip.data.splits import SplitConfig, assign_splits
+from addressclip.digest import short_id
 from addressclip.errors import AddressclipError, ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class BuildReport:
 
 def stable_id(prefix: str, text: str) -> str:
     """Short id that depends only on `text` (same annotation -> same id on every build)."""
-    return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+    return prefix + short_id(text)
 
 
 def reader_spec(reader: str | ReaderSpec) -> ReaderSpec:
@@ -357,7 +357,7 @@ def build_dataset(
     frame = frame[columns]
     frame_to_table(frame)  # check everything before the first file is written
     if book is not None:
-        report.addressbook = _jsonable(book.summary(_book_index(book, frame)))
+        report.addressbook = to_jsonable(book.summary(_book_index(book, frame)))
         # With given addresses the book only supplies street geometry: its ids are not the manifest's.
         report.addressbook["ids_match_manifest"] = address_source == "osm"  # type: ignore[index]
     _fill_counts(report, frame, split_report.dropped_unseen_images)
@@ -369,7 +369,7 @@ def build_dataset(
         ids = "all" if address_source == "osm" else "geometry_only"
         write_manifest(frame, report.manifest_path, images, report.addressbook_dir, addressbook_ids=ids)
         write_text_atomic(
-            report.report_path, json.dumps(_jsonable(report.to_dict()), indent=2, ensure_ascii=False)
+            report.report_path, json.dumps(to_jsonable(report.to_dict()), indent=2, ensure_ascii=False)
         )
     return report
 
@@ -420,22 +420,3 @@ def _skip_summary(read: ReadResult) -> str:
     if not counts:
         return "no images found"
     return "skipped: " + ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
-
-
-def _jsonable(value: object) -> object:
-    """Plain JSON types from numpy/pandas values nested in dicts and lists."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value

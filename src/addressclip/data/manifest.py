@@ -10,7 +10,6 @@ Extra columns (e.g. `role`, `address_alt`, `pano_id`) are allowed and kept after
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from addressclip.atomic import atomic_path
+from addressclip.digest import file_digest
 from addressclip.errors import AddressclipError, InputError
 
 SCHEMA_VERSION = "1"
@@ -188,7 +188,7 @@ def write_manifest(
         metadata[META_ADDRESSBOOK.encode()] = _relative_to_manifest(addressbook_dir, path).encode()
         book_file = _addressbook_file(Path(addressbook_dir))
         if book_file.is_file():
-            metadata[META_ADDRESSBOOK_SHA256.encode()] = _sha256(book_file).encode()
+            metadata[META_ADDRESSBOOK_SHA256.encode()] = file_digest(book_file).encode()
             known = _addressbook_ids(book_file)
             absent = sorted({str(v) for v in frame["address_id"].tolist()} - known)
             if addressbook_ids == "all" and absent:
@@ -210,14 +210,6 @@ def _addressbook_file(folder: Path) -> Path:
     return folder / TABLE_FILE
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _addressbook_ids(book_file: Path) -> set[str]:
     try:
         return set(pq.read_table(book_file, columns=["address_id"]).column(0).to_pylist())
@@ -233,7 +225,7 @@ def _pairing_problem(metadata: dict[str, str], addressbook_dir: Path | None) -> 
     book_file = _addressbook_file(addressbook_dir)
     if not book_file.is_file():
         return None  # reported as a missing folder/file where that matters
-    if _sha256(book_file) != expected:
+    if file_digest(book_file) != expected:
         return (
             f"the AddressBook {book_file} is not the one this manifest was built with (another build, "
             "or one interrupted between its files, wrote it); rebuild the dataset"

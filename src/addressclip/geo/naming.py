@@ -21,7 +21,6 @@ with the very same rules.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -30,6 +29,7 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from addressclip.digest import short_id
 from addressclip.geo.neighbourhoods import NeighbourhoodMap
 from addressclip.geo.partition import SubStreet
 
@@ -39,19 +39,14 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _short_hash(text: str | bytes, length: int = 12) -> str:
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    return hashlib.sha1(data).hexdigest()[:length]
-
-
 def address_id(street_name: str, geometry: BaseGeometry) -> str:
     """'a' + 12 hex over the street name and the geometry rounded to 0.1 m (order-independent)."""
     rounded = shapely.normalize(shapely.transform(geometry, lambda c: np.round(c, 1)))
-    return "a" + _short_hash(street_name.encode("utf-8") + b"|" + shapely.to_wkb(rounded))
+    return "a" + short_id(street_name.encode("utf-8") + b"|" + shapely.to_wkb(rounded))
 
 
 def street_id(street: str) -> str:
-    return "s" + _short_hash(street)
+    return "s" + short_id(street)
 
 
 def _midpoint(geometry: BaseGeometry) -> tuple[float, float]:

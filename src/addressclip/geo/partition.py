@@ -27,7 +27,6 @@ Rules (all distances in UTM metres; the defaults live in `PartitionConfig`):
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -38,6 +37,7 @@ from shapely.geometry import LineString, MultiLineString, Point
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
 
+from addressclip.digest import short_id
 from addressclip.errors import ConfigError
 from addressclip.geo.osm import DEFAULT_HIGHWAY_CLASSES, StreetWay
 from addressclip.geo.utm import UtmProjection
@@ -122,10 +122,6 @@ class SubStreet:
 class _Cut:
     s: float  # distance along the line
     names: frozenset[str]
-
-
-def _short_hash(text: str, length: int = 12) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
 def _vertex_keys(coords: np.ndarray) -> list[tuple[int, int]]:
@@ -292,7 +288,7 @@ def _junctions(
 
 def _component_id(name: str, lines: list[LineString]) -> str:
     bounds = shapely.total_bounds(lines)
-    return "c" + _short_hash(f"{name}|" + ",".join(f"{v:.0f}" for v in bounds))
+    return "c" + short_id(f"{name}|" + ",".join(f"{v:.0f}" for v in bounds))
 
 
 def _partition_component(
