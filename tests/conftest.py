@@ -35,6 +35,14 @@ def trained_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def baseline_world_files(tmp_path_factory):
+    """(manifest, street CLIP) of the baseline tests' toy world, built once per run."""
+    from addressclip.testing.toyworld import build_toy_baseline_world
+
+    return build_toy_baseline_world(shared_folder(tmp_path_factory) / "baseline-world")
+
+
+@pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """The `tiny` rendered world (default parameters), rendered once per run and shared by workers."""
     from filelock import FileLock

@@ -11,13 +11,12 @@ from addressclip.baselines.linear_probe import fit_logistic
 from addressclip.baselines.runner import run_method
 from addressclip.eval.evaluate import EvalData
 from addressclip.eval.metrics import chance_accuracies
-from addressclip.testing.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import open_toy_baseline_world
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    return toy_baseline_world(folder, folder / "features")
+def world(baseline_world_files, tmp_path_factory):
+    return open_toy_baseline_world(*baseline_world_files, tmp_path_factory.mktemp("features"))
 
 
 def _setup(world, tmp_path: Path, **options) -> BaselineSetup:

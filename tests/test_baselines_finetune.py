@@ -9,14 +9,14 @@ import pytest
 from addressclip.baselines.base import BaselineSetup
 from addressclip.baselines.runner import run_method
 from addressclip.config import read_config_file
-from addressclip.testing.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import open_toy_baseline_world
 
 FAST = ("train.threads=1", "optim.batch_size=12", "optim.epochs=1")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return toy_baseline_world(tmp_path_factory.mktemp("toy"))
+def world(baseline_world_files):
+    return open_toy_baseline_world(*baseline_world_files)
 
 
 def _setup(world, folder: Path, **options) -> BaselineSetup:

@@ -11,14 +11,14 @@ from addressclip.baselines.prompts import PromptedText, freeze, token_embedding,
 from addressclip.baselines.runner import run_method
 from addressclip.config import load_config
 from addressclip.model import build_model
-from addressclip.testing.toyworld import toy_baseline_world
+from addressclip.testing.toyworld import open_toy_baseline_world
 
 ADDRESSES = ["Lautakatontie & Mahlakatu, Ristinkallio", "Muuralankuja & Tapiontie, Marttila"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return toy_baseline_world(tmp_path_factory.mktemp("toy"))
+def world(baseline_world_files):
+    return open_toy_baseline_world(*baseline_world_files)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu"])  # open_clip's text tower, then the MiniLM tower

@@ -193,18 +193,39 @@ def train_toy_street_clip(manifest: str | Path, out: str | Path, *overrides: str
     return result.model_path
 
 
-def toy_baseline_world(folder: str | Path, feature_store: Path | None = None):
-    """(EvalData, FrozenEncoder, street CLIP path) of a fresh toy world: what baseline tests share."""
+def build_toy_baseline_world(folder: str | Path) -> tuple[Path, Path]:
+    """(manifest, street CLIP) of the toy world the baseline tests share; built once per folder (a
+    file lock makes concurrent callers, e.g. xdist workers, wait for the first)."""
+    from filelock import FileLock
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "done.json"
+    with FileLock(str(folder / "build.lock")):
+        if not done.is_file():
+            manifest = make_street_world(folder / "world")
+            init = train_toy_street_clip(manifest, folder / "clip")
+            done.write_text(json.dumps({"manifest": str(manifest), "init": str(init)}))
+    paths = json.loads(done.read_text())
+    return Path(paths["manifest"]), Path(paths["init"])
+
+
+def open_toy_baseline_world(manifest: Path, init: Path, feature_store: Path | None = None):
+    """(EvalData, FrozenEncoder, street CLIP path): what a baseline test module works with (its own
+    feature store, so store hits and misses are the module's)."""
     from addressclip.eval.encode import FrozenEncoder
     from addressclip.eval.evaluate import EvalData
     from addressclip.eval.store import FeatureStore
 
-    folder = Path(folder)
-    manifest = make_street_world(folder / "world")
-    init = train_toy_street_clip(manifest, folder / "clip")
     data = EvalData.load(manifest, progress=False)
     encoder = FrozenEncoder.from_checkpoint(init, FeatureStore(feature_store), "cpu", progress=False)
     return data, encoder, init
+
+
+def toy_baseline_world(folder: str | Path, feature_store: Path | None = None):
+    """(EvalData, FrozenEncoder, street CLIP path) of a toy world built in `folder`."""
+    manifest, init = build_toy_baseline_world(folder)
+    return open_toy_baseline_world(manifest, init, feature_store)
 
 # -------------------------------------------------------------------------------------------- served world
 
