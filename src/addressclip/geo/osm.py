@@ -10,6 +10,7 @@ code's job (`addressclip.geo.neighbourhoods.admin_areas`): this module only read
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,13 +152,78 @@ def _poi_category(tags) -> tuple[str, str] | None:
     return None
 
 
-def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWAY_CLASSES) -> OsmExtract:
-    """Read an .osm.pbf (or .osm/.osm.bz2) extract; raise InputError if it cannot be read."""
-    import osmium
+class _OutOfOrder(Exception):
+    """The file's objects are not sorted by type and id (osmium's location and area handlers need that)."""
 
+
+def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWAY_CLASSES) -> OsmExtract:
+    """Read an .osm.pbf (or .osm/.osm.bz2) extract; raise InputError if it cannot be read.
+
+    An extract whose objects are not sorted by type and id (some tools write such files) is sorted
+    into a temporary copy first (`sorted_copy`); only when that does not help either (e.g. one id
+    twice) is it an error, naming the command that fixes the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "OSM extract not found (give a .osm.pbf file)")
+    try:
+        return _read_extract(path, path, highway_classes)
+    except _OutOfOrder:
+        pass
+    with tempfile.TemporaryDirectory(prefix="addressclip-osm-") as folder:
+        try:
+            ordered = sorted_copy(path, Path(folder) / "sorted.osm.pbf")
+            return _read_extract(ordered, path, highway_classes)
+        except (_OutOfOrder, RuntimeError, MemoryError) as error:
+            raise InputError(
+                path, None, f"objects are not sorted by type and id and sorting them failed ({error}); "
+                f"sort the file first: osmium sort {path} -o sorted.osm.pbf",
+            ) from None  # fmt: skip
+
+
+def sorted_copy(path: Path, target: Path) -> Path:
+    """Write `target`: the objects of `path` sorted by type and id (a duplicate id keeps its newest
+    version), through libosmium's merge reader, in memory.
+
+    Measured on shared/data/osm/milan.osm.pbf (262k nodes, 69k ways; a copy with its ways and
+    relations written in reverse order), on a busy 2-core machine: `read_osm` of the sorted file
+    7.6-8.1 s and 133 MB peak memory; of the unsorted copy 15.7-19.1 s and 158 MB (a first read that
+    stops at the first object out of order, the sort itself 3.8 s, a full read). Copying the objects
+    into Python objects instead took 32 s for the sort alone. A continent-sized file should be
+    sorted once with `osmium sort` instead.
+    """
+    import osmium
+
+    merged = osmium.MergeInputReader()
+    merged.add_file(str(path))
+    writer = osmium.SimpleWriter(str(target))
+    try:
+        merged.apply(_Copy(writer), simplify=True)
+    finally:
+        writer.close()
+    return target
+
+
+class _Copy:
+    """Handler that writes every object it is given (the merge reader hands them over sorted)."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def node(self, node) -> None:
+        self.writer.add_node(node)
+
+    def way(self, way) -> None:
+        self.writer.add_way(way)
+
+    def relation(self, relation) -> None:
+        self.writer.add_relation(relation)
+
+
+def _read_extract(path: Path, source: Path, highway_classes: Collection[str]) -> OsmExtract:
+    """One read of `path` (the file the user gave is `source`); raises _OutOfOrder on an unsorted file."""
+    import osmium
+
     highway_classes = frozenset(highway_classes)
     streets: list[StreetWay] = []
     buildings: list[Building] = []
@@ -229,10 +295,12 @@ def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWA
                             category[1], dict(tags))
                     )  # fmt: skip
     except RuntimeError as error:  # osmium reports unreadable files as RuntimeError
-        raise InputError(path, None, f"cannot read OSM data ({error})") from None
+        if "out of order" in str(error):
+            raise _OutOfOrder(str(error)) from None
+        raise InputError(source, None, f"cannot read OSM data ({error})") from None
 
     if not lons:
-        raise InputError(path, None, "the extract holds no nodes with locations")
+        raise InputError(source, None, "the extract holds no nodes with locations")
     admin_relations = [
         AdminRelation(
             rel_id,
@@ -252,7 +320,7 @@ def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWA
         centre_lon, centre_lat = np.median(lon_arr), np.median(lat_arr)
     projection = UtmProjection.for_point(float(centre_lon), float(centre_lat))
     return OsmExtract(
-        path=path,
+        path=source,
         bounds=bounds,
         streets=streets,
         buildings=buildings,
