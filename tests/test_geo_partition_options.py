@@ -22,6 +22,7 @@ COMMANDS = {
     "addressbook": ["addressbook", "--world", "karhula", "--out", "o"],
     "build": ["build", "--format", "cosplace", "--images", "i", "--world", "karhula", "--out", "o"],
     "render": ["render", "--world", "tiny", "--out", "o"],
+    "demo": ["demo", "--world", "tiny", "--out", "o"],
 }
 
 
@@ -45,3 +46,13 @@ def test_render_params_carry_the_rules_into_the_hash():
     assert default.partition == () and default.hash == same.hash  # old renders stay reusable
     assert other.partition_config == EXPECTED and other.hash != default.hash
     assert other.to_dict()["partition"]["min_gap_m"] == 12.5
+
+
+def test_demo_hands_the_rules_to_its_render(monkeypatch):
+    import addressclip.demo.pipeline as pipeline
+    from addressclip.cli import main
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run_demo", seen.append)
+    assert main(["demo", "--world", "tiny", "--out", "o", *RULES]) == 0
+    assert seen[0].partition == EXPECTED

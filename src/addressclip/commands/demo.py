@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from addressclip.commands.common import add_overrides_argument
+from addressclip.commands.common import (
+    add_overrides_argument,
+    add_partition_arguments,
+    partition_config_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--skip-report", action="store_true", help="stop after training and prediction (no benchmark)"
     )
+    add_partition_arguments(parser)
     add_overrides_argument(parser, "training config overrides")
     parser.set_defaults(func=run)
 
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             report=not args.skip_report,
             overrides=tuple(args.overrides),
+            partition=partition_config_from_args(args),
         )
     )
     return 0

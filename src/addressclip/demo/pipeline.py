@@ -20,6 +20,7 @@ class DemoOptions:
     seed: int = 0
     report: bool = True
     overrides: tuple[str, ...] = ()
+    partition: object = None  # geo.partition.PartitionConfig for the render (None: the default rules)
 
 
 def _banner(step: str, command: str) -> None:
@@ -71,7 +72,7 @@ def run_demo(options: DemoOptions) -> None:
     t = time.perf_counter()
     world_dir = out / "world"
     _banner("1/5 render the embedded world", f"addressclip render --world {options.world} --out {world_dir}")
-    render_world(options.world, world_dir, seed=options.seed)
+    render_world(options.world, world_dir, seed=options.seed, partition=options.partition)
     manifest = world_dir / "manifest.parquet"
     print((world_dir / "reference.md").read_text(encoding="utf-8"))
     t = lap("render", t)
