@@ -17,14 +17,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY constraints.txt pyproject.toml README.md ./
+# wheel[s]: the contents of ./wheels/ when there is one (a pattern may match nothing, a name may not)
+COPY constraints.txt pyproject.toml README.md wheel[s] ./
 COPY src ./src
-COPY wheel[s] ./wheels
 # CPU wheels of the pinned torch stack first, then the package with every other pin from constraints.txt
 RUN pip install --index-url https://download.pytorch.org/whl/cpu \
         "torch==$(grep -i '^torch==' constraints.txt | cut -d= -f3)" \
         "torchvision==$(grep -i '^torchvision==' constraints.txt | cut -d= -f3)" \
- && pip install --find-links ./wheels -c constraints.txt . \
+ && pip install --find-links . -c constraints.txt . \
  && python -m compileall -q /opt/venv
 
 FROM python:${PYTHON}-slim
