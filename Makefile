@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum
 DEMO_DIR ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+# The inner loop: everything but the tests marked slow (demo, DDP, browser, full renders, subprocesses).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from addressclip.cli import main
+
+pytestmark = pytest.mark.slow  # renders the tiny world and trains twice
 
 
 def test_demo_pipeline_runs_and_a_second_run_reuses_every_stage(tmp_path, capsys):

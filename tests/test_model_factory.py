@@ -12,6 +12,7 @@ from addressclip.model import build_model, load_checkpoint, save_checkpoint
 from addressclip.model.backbone import minilm_path, open_clip_config
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_import_registers_nothing_and_build_registers_the_custom_config():
     code = (
         "import open_clip, addressclip.model, addressclip.train.engine;"

@@ -14,6 +14,8 @@ from addressclip.serve.app import ServerThread, create_app
 from addressclip.serve.loading import load_predictor
 from addressclip.testing.toyworld import TrainedWorld
 
+pytestmark = pytest.mark.slow  # a real Chromium
+
 INSTALL_HINT = "apt-get install -y chromium chromium-driver && .venv/bin/pip install selenium"
 CHROMIUM_FLAGS = (
     "--headless",

@@ -101,6 +101,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # a service subprocess
 def test_export_then_serve_the_bundle_in_a_subprocess(world, tmp_path, capsys):
     bundle = tmp_path / "bundle"
     assert main(["export", "--model", str(world.checkpoint), "--out", str(bundle)]) == 0

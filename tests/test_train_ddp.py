@@ -13,6 +13,8 @@ from addressclip.model import read_checkpoint
 from addressclip.testing.toyworld import make_toy_manifest
 from addressclip.train.engine import train_model
 
+pytestmark = pytest.mark.slow  # two gloo processes
+
 COMMON = [
     "optim.epochs=1",
     "loader.augment=true",

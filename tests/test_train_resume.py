@@ -63,6 +63,7 @@ def _kill_mid_epoch(world: Path, out: Path) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow  # three training processes, one killed
 def test_resume_after_kill_reaches_the_uninterrupted_weights(tmp_path: Path):
     world = make_toy_manifest(tmp_path / "world")
     killed = tmp_path / "killed"

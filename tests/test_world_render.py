@@ -22,6 +22,8 @@ from addressclip.resources import bundled_extract
 from addressclip.world import RenderParams, render_world
 from addressclip.world.render import load_cached
 
+pytestmark = pytest.mark.slow  # a full render of the tiny world
+
 PARTITIONS: list[str] = []  # the extracts the tiny render cut into addresses
 
 
