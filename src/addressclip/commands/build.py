@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+from addressclip.commands.common import (
+    add_partition_arguments,
+    add_progress_argument,
+    partition_config_from_args,
+)
 from addressclip.data.readers import READERS
 
 WORLDS = ("helsinki", "karhula")
@@ -53,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad record instead of skipping"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         partition=partition_config_from_args(args),
         split=split,
         strict=args.strict,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     for line in report.summary_lines():
         print(line)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+from addressclip.commands.common import (
+    add_partition_arguments,
+    add_progress_argument,
+    partition_config_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="render even if OUT holds the same render")
     parser.add_argument("--no-pictures", action="store_true", help="skip the contact sheet and the map")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         partition=partition_config_from_args(args),
         force=args.force,
         pictures=not args.no_pictures,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     for line in result.summary_lines():
         print(line)
