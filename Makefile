@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum
 DEMO_DIR ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint speed clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,20 +22,20 @@ demo: $(STAMP)
 	$(VENV)/bin/addressclip demo --out $(DEMO_DIR)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests speed
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 # The inner loop: everything but the tests marked slow (demo, DDP, browser, full renders, subprocesses).
 test-fast: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests speed
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests speed
+	$(VENV)/bin/ruff format --check src tests speed
 
-bench: $(STAMP)
-	$(PY) bench/bench_addressbook.py
+speed: $(STAMP)
+	$(PY) speed/bench_addressbook.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 import torch
+import yaml
 
 from addressclip.config import load_config, read_config_file
 from addressclip.data.manifest import read_manifest

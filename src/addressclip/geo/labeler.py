@@ -5,7 +5,7 @@ lists the segments that come within the radius of it, so a point's nearest sub-s
 radius is among its own cell's segments; the exact point-to-segment distance is then computed for
 all (point, candidate) pairs at once in numpy, in chunks. This is exact, needs no extra dependency,
 and measured 6-8x faster than shapely's `STRtree.query_nearest` on Helsinki (1M points: 0.5-1.1 s
-including the UTM projection, against 4.1-6.8 s for the STRtree query alone; bench/bench_addressbook.py).
+including the UTM projection, against 4.1-6.8 s for the STRtree query alone; speed/bench_addressbook.py).
 """
 
 from __future__ import annotations

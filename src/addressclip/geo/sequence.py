@@ -14,7 +14,7 @@ along the route, or frames; see `TransitionParams`). Viterbi gives the most like
 scaled forward–backward pass the per-photo posteriors and the sequence log-likelihood.
 
 Speed: one decoding step costs O(A·D) for A sub-streets of at most D neighbours (a padded neighbour
-table, gathered and reduced in numpy), never O(A²); bench/bench_sequence.py measures it.
+table, gathered and reduced in numpy), never O(A²); speed/bench_sequence.py measures it.
 
 Adjacency ("two sub-streets share an intersection or end node") is built from the geometry: two
 sub-streets are adjacent when a vertex of one lies within `touch_m` of a vertex of the other (the

@@ -6,7 +6,7 @@ it (move 0.1 / jump 0.002 per photo), and noisy per-photo probabilities whose ar
 60 % of the photos. Times one decode of the whole sequence (best of `--repeats`), and reports the
 per-photo and decoded accuracy as a sanity check of what was timed.
 
-    .venv/bin/python bench/bench_sequence.py [--addresses 500] [--photos 10000] [--repeats 3]
+    .venv/bin/python speed/bench_sequence.py [--addresses 500] [--photos 10000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--addresses", type=int, default=500)
     parser.add_argument("--photos", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/sequence.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/sequence.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     params = TransitionParams()

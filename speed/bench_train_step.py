@@ -7,9 +7,9 @@ the address texts and the caption texts (the same number of text forwards), two 
 terms, backward, AdamW step. Data loading = the engine's DataLoader (decoded-image cache) plus
 augmentation, in images per second.
 
-    .venv/bin/python bench/bench_train_step.py --config cpu            # demo world if present
-    .venv/bin/python bench/bench_train_step.py --config tiny model.trainable=both
-    python bench/bench_train_step.py --config paper --device cuda --steps 30   # on a GPU, with AMP
+    .venv/bin/python speed/bench_train_step.py --config cpu            # demo world if present
+    .venv/bin/python speed/bench_train_step.py --config tiny model.trainable=both
+    python speed/bench_train_step.py --config paper --device cuda --steps 30   # on a GPU, with AMP
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, bare)")
-    parser.add_argument("--out", help="JSON file (default bench/results/train_step-<config>-<device>.json)")
+    parser.add_argument("--out", help="JSON file (default speed/results/train_step-<config>-<device>.json)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
-    out = Path(args.out or f"bench/results/train_step-{args.config}-{device.type}.json")
+    out = Path(args.out or f"speed/results/train_step-{args.config}-{device.type}.json")
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     keys = (
         "ours_images_per_s",

@@ -11,7 +11,7 @@ Both are measured with torch's default thread count and with one thread (`--thre
 shared with other work, intra-op threads of a small model wait on each other and one thread is
 often much faster. The load average before and after is recorded, since other work skews every figure.
 
-    .venv/bin/python bench/bench_serve.py [--clients 8] [--seconds 20] [--out bench/results/serve.json]
+    .venv/bin/python speed/bench_serve.py [--clients 8] [--seconds 20] [--out speed/results/serve.json]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the service load test")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the predictor benchmark")
     parser.add_argument("--predictor-seconds", type=float, default=5.0, help="time per predictor measurement")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/serve.json"))
     args = parser.parse_args()
 
     import torch

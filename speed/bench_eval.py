@@ -6,7 +6,7 @@
    SALAD's), searched exactly with faiss, one query at a time. The image encoder is common to both
    and left out: this is the cost of what comes after it.
 
-    .venv/bin/python bench/bench_eval.py [--queries 19000] [--candidates 327] [--database 234000]
+    .venv/bin/python speed/bench_eval.py [--queries 19000] [--candidates 327] [--database 234000]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument(
         "--vpr-database", type=int, default=20_000, help="rows actually built for the VPR timing"
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/eval.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/eval.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
 

@@ -3,7 +3,7 @@
 Targets (from the project issue): build < 5 s; labelling >= 200,000 points/s on 2 cores. Also times
 shapely's STRtree.query_nearest on the same points, the alternative the labeler's grid replaced.
 
-    .venv/bin/python bench/bench_addressbook.py [--points 1000000] [--repeats 3] [--out FILE.json]
+    .venv/bin/python speed/bench_addressbook.py [--points 1000000] [--repeats 3] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-dist-m", type=float, default=30.0)
     parser.add_argument("--skip-strtree", action="store_true", help="skip the STRtree comparison")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/addressbook.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/addressbook.json"))
     args = parser.parse_args()
 
     pbf = bundled_extract("helsinki")

@@ -7,8 +7,8 @@ one after another for `--seconds`, while one more client polls /healthz every 50
 is sampled from /proc every 100 ms. The check passes when the peak RSS stays under `--ceiling-mb`,
 no response is a 5xx, and the /healthz p99 latency is under 50 ms.
 
-    .venv/bin/python bench/bench_serve_memory.py [--clients 16] [--seconds 60] \\
-        [--out bench/results/serve_memory.json]
+    .venv/bin/python speed/bench_serve_memory.py [--clients 16] [--seconds 60] \\
+        [--out speed/results/serve_memory.json]
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="the server's --max-upload-mb")
     parser.add_argument("--ceiling-mb", type=float, default=2048.0, help="the RSS the server must stay under")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/serve_memory.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/serve_memory.json"))
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -180,7 +180,7 @@ def main() -> int:
     }
     report = {
         "benchmark": "serve_memory",
-        "command": " ".join(["bench/bench_serve_memory.py", *sys.argv[1:]]),
+        "command": " ".join(["speed/bench_serve_memory.py", *sys.argv[1:]]),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -3,7 +3,7 @@
 Targets (from the project issue): >= 100 images/s at 128x128 on 2 cores; the `demo` world
 (Helsinki centre, >= 10,000 images) renders in under 3 minutes. Writes JSON (not a timed test).
 
-    .venv/bin/python bench/bench_render.py [--world demo] [--workers 2] [--size 128] [--out FILE.json]
+    .venv/bin/python speed/bench_render.py [--world demo] [--workers 2] [--size 128] [--out FILE.json]
 
 The render goes to a temporary folder (deleted afterwards) unless --keep DIR is given. Reports the
 load average before and after: other processes on the machine slow the figures down. Copies of the
@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/render.json"))
+    parser.add_argument("--out", type=Path, default=Path("speed/results/render.json"))
     args = parser.parse_args()
 
     load_before = os.getloadavg()
