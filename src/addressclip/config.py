@@ -10,6 +10,7 @@ instead of being silently ignored deep into a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -148,6 +149,110 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------------------------------
+# numeric ranges
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key accepts: `low <= value <= high` (strict at an end marked open).
+
+    Why a table: an out-of-range number is otherwise accepted silently and fails far away (a batch of
+    0 images loops forever in the sampler, 0 epochs writes an untrained model.pt, a negative lr is a
+    torch traceback). Checked when a config is read, with the key named in a one-line error.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # True: `low` itself is refused (strictly greater)
+    below: bool = False  # True: `high` itself is refused (strictly less)
+    meaning: str = ""  # what a boundary value means, when it means something (e.g. "0 = no cap")
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.below else value <= self.high)
+
+    def describe(self) -> str:
+        def number(value: float) -> str:
+            return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'greater than' if self.above else 'at least'} {number(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'less than' if self.below else 'at most'} {number(self.high)}")
+        text = " and ".join(parts) or "a finite number"
+        return f"{text} ({self.meaning})" if self.meaning else text
+
+
+_COUNT = Range(1)
+_WEIGHT = Range(0, meaning="0 switches the term off")
+_POSITIVE = Range(0, above=True)
+
+# Every int/float key of RunConfig (tuples: each element); tests/test_config.py walks this table and
+# fails when a numeric key has no entry.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1, meaning="numpy seeds are unsigned 32-bit"),
+    "model.image_size": _COUNT,
+    "model.embed_dim": _COUNT,
+    "model.context_length": _COUNT,
+    "model.vision.layers": _COUNT,
+    "model.vision.width": _COUNT,
+    "model.vision.patch_size": _COUNT,
+    "model.vision.head_width": _COUNT,
+    "model.vision.mlp_ratio": _POSITIVE,
+    "model.text.layers": _COUNT,
+    "model.text.width": _COUNT,
+    "model.text.heads": _COUNT,
+    "loss.alpha": _WEIGHT,
+    "loss.beta": _WEIGHT,
+    "loss.gamma": _WEIGHT,
+    "optim.lr": _POSITIVE,
+    "optim.lr_min": Range(0),
+    "optim.betas": Range(0, 1, below=True, meaning="each of Adam's two moment decay rates"),
+    "optim.eps": _POSITIVE,
+    "optim.weight_decay": Range(0),
+    "optim.warmup_steps": Range(0, meaning="0 = no warm-up"),
+    "optim.epochs": _COUNT,
+    "optim.batch_size": _COUNT,
+    "optim.accum_steps": _COUNT,
+    "optim.grad_clip": Range(0, meaning="0 = no clipping"),
+    "loader.max_per_address": Range(0, meaning="0 = no cap"),
+    "loader.num_workers": Range(0, meaning="0 = load in the training process"),
+    "pretrain.epochs": _COUNT,
+    "pretrain.lr": _POSITIVE,
+    "train.threads": Range(1, meaning="or null for torch's choice"),
+    "train.log_every": _COUNT,
+    "train.keep_best": Range(0, meaning="0 = keep no best-epoch checkpoints"),
+    "train.checkpoint_every": Range(0, meaning="0 = at epoch ends only"),
+    "train.eval_batch_size": _COUNT,
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    bounds = RANGES.get(key)
+    if bounds is None or value is None or isinstance(value, bool):
+        return
+    values = value if isinstance(value, tuple | list) else (value,)
+    for item in values:
+        if isinstance(item, int | float) and not bounds.contains(item):
+            raise ConfigError(f"config key '{key}': {item!r} is out of range; it must be {bounds.describe()}")
+
+
+def check_config(config: Any, prefix: str = "") -> None:
+    """Check every numeric key of a config tree (also one built in Python, not read from YAML)."""
+    for item in dataclasses.fields(config):
+        key = f"{prefix}{item.name}"
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{key}.")
+        else:
+            _check_range(key, value)
+
+
+# --------------------------------------------------------------------------------------------------
 # dict <-> dataclass
 
 
@@ -218,6 +323,7 @@ def _from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
             valid = ", ".join(sorted(hints))
             raise ConfigError(f"unknown config key '{dotted}'; valid keys here: {valid}")
         kwargs[key] = _coerce(value, hints[key], dotted)
+        _check_range(dotted, kwargs[key])
     defaults = cls()
     for name in hints:
         if name not in kwargs:

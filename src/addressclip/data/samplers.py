@@ -12,11 +12,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from addressclip.errors import ConfigError
+
 
 def epoch_batches(
     labels: np.ndarray, batch_size: int, max_per_address: int, seed: int, epoch: int
 ) -> list[np.ndarray]:
     """Full batches of indices for one epoch (the incomplete tail is dropped)."""
+    if batch_size < 1:  # an empty batch is always "full": the loop below would never end
+        raise ConfigError(f"optim.batch_size must be at least 1, not {batch_size}")
     count = len(labels)
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(count)

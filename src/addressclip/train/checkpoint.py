@@ -2,24 +2,34 @@
 
 `checkpoints/latest.pt` holds model, optimizer, scheduler, scaler, the RNG states (torch, CUDA,
 numpy, python) and the position in the epoch; it is written atomically, so a run killed while
-writing leaves the previous one intact. `best-*.pt` files keep the N best epochs by val SSA-1
-(model only, for inference); `model.pt` beside the run is the best of them at the end.
+writing leaves the previous one intact. The one before it is kept as `previous.pt` (a hard link, so
+no copy), and `--resume latest` falls back to it with a warning when `latest.pt` cannot be read (a
+disk that filled up or lost power can still leave a damaged file behind). `best-*.pt` files keep the
+N best epochs by val SSA-1 (model only, for inference); `model.pt` beside the run is the best of
+them at the end.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from addressclip.atomic import write_text_atomic
+from addressclip.atomic import atomic_path, write_text_atomic
 from addressclip.errors import AddressclipError
+from addressclip.model.checkpoint import read_checkpoint
 
 LATEST = "latest.pt"
+PREVIOUS = "previous.pt"
+
+LOG = logging.getLogger(__name__)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -63,12 +73,51 @@ def checkpoint_dir(out: Path) -> Path:
 def resolve_resume(out: Path, resume: str) -> Path:
     """'latest' -> the run's latest checkpoint; otherwise a path."""
     path = checkpoint_dir(out) / LATEST if resume == "latest" else Path(resume)
-    if not path.is_file():
+    if not path.is_file() and not (resume == "latest" and (checkpoint_dir(out) / PREVIOUS).is_file()):
         raise AddressclipError(
             f"--resume {resume}: checkpoint {path} not found (a run writes checkpoints/latest.pt "
             "at each epoch end and every train.checkpoint_every steps)"
         )
     return path
+
+
+def read_resume_checkpoint(out: Path, resume: str) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint `--resume` names, read; for 'latest', `previous.pt` when `latest.pt` is unreadable.
+
+    Only 'latest' falls back (an explicit path is used as given); the warning says which step is lost.
+    """
+    path = resolve_resume(out, resume)
+    try:
+        if not path.is_file():  # 'latest' with only previous.pt left
+            raise AddressclipError(f"checkpoint {path} not found")
+        return path, read_checkpoint(path)
+    except AddressclipError as error:
+        previous = checkpoint_dir(out) / PREVIOUS
+        if resume != "latest" or not previous.is_file():
+            raise
+        try:
+            payload = read_checkpoint(previous)
+        except AddressclipError:
+            raise error from None  # both unreadable: report the newer one
+        step = (payload.get("training") or {}).get("step")
+        LOG.warning("--resume latest: %s; resuming from %s (step %s) instead", error, previous, step)
+        return previous, payload
+
+
+def keep_previous(latest: Path) -> None:
+    """Before `latest` is replaced, keep it as `previous.pt` beside it (atomically, never half a file).
+
+    A hard link costs no copy and keeps pointing at the old file once `latest` is renamed over; where
+    the file system has no hard links, the file is copied.
+    """
+    if not latest.is_file():
+        return
+    with atomic_path(latest.with_name(PREVIOUS)) as tmp:
+        tmp.unlink()
+        try:
+            os.link(latest, tmp)
+        except OSError:
+            shutil.copyfile(latest, tmp)
 
 
 class BestCheckpoints:

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from addressclip.atomic import atomic_path, write_text_atomic
-from addressclip.config import RunConfig, config_to_dict, save_config
+from addressclip.config import RunConfig, check_config, config_to_dict, save_config
 from addressclip.data.dataset import keep_batch
 from addressclip.data.samplers import AddressBatchSampler
 from addressclip.data.transforms import Normalizer, augment_batch
@@ -37,15 +37,17 @@ from addressclip.model.device import set_threads
 from addressclip.model.factory import build_model, load_checkpoint
 from addressclip.train.checkpoint import (
     LATEST,
+    PREVIOUS,
     BestCheckpoints,
     capture_rng,
     checkpoint_dir,
-    resolve_resume,
+    keep_previous,
+    read_resume_checkpoint,
     restore_rng,
 )
 from addressclip.train.data import StageData, load_stage_data
 from addressclip.train.distributed import DistributedContext, setup_distributed, teardown_distributed
-from addressclip.train.logging import MetricsLogger
+from addressclip.train.logging import MetricsLogger, truncate_metrics
 from addressclip.train.validation import evaluate_addresses
 
 Stage = Literal["address", "pretrain"]
@@ -119,10 +121,24 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix.rstrip(".")
 
 
+def check_run_folder(out: Path) -> None:
+    """`out` must be a folder or become one: a file in the way would otherwise surface as a traceback
+    after the data and model are loaded (or, for a parent, only at the end of training)."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"out={out}: {folder} exists and is not a folder; give a folder for the run"
+                )
+            return
+
+
 class Trainer:
     def __init__(self, config: RunConfig, stage: Stage, ctx: DistributedContext) -> None:
         if not config.out:
             raise ConfigError("out=DIR is required (the run folder)")
+        check_config(config)  # a config built in Python gets the ranges a YAML one gets on load
+        check_run_folder(Path(config.out))
         # the effective config: what config.yaml and the checkpoints record is what the run used
         config = replace(config, loss=stage_loss_config(config, stage))
         self.config = config
@@ -184,6 +200,7 @@ class Trainer:
         self.best = BestCheckpoints(self.checkpoints, config.train.keep_best)
         self.position = _Position()
         self.history: list[dict[str, Any]] = []
+        self.keep_previous = True  # off after resuming from previous.pt: latest.pt is the damaged one
 
     def warm_text_cache(self) -> None:
         """Frozen text tower: its trunk features for every training string and candidate address,
@@ -217,6 +234,9 @@ class Trainer:
 
     def save_latest(self) -> None:
         if self.ctx.is_main:
+            if self.keep_previous:
+                keep_previous(self.checkpoints / LATEST)
+            self.keep_previous = True
             save_checkpoint(
                 self.checkpoints / LATEST,
                 self.model,
@@ -227,8 +247,8 @@ class Trainer:
         self.ctx.barrier()
 
     def resume(self, resume: str) -> None:
-        path = resolve_resume(self.out, resume)
-        payload = read_checkpoint(path)
+        path, payload = read_resume_checkpoint(self.out, resume)
+        self.keep_previous = path.resolve() != (self.checkpoints / PREVIOUS).resolve()
         if "training" not in payload:
             raise AddressclipError(f"--resume: {path} is a model-only checkpoint (no training state)")
         saved = payload.get("run_config", {})
@@ -429,7 +449,7 @@ def train_model(config: RunConfig, stage: Stage = "address", resume: str | None 
         latest = trainer.checkpoints / LATEST
         if resume:
             trainer.resume(resume)
-        elif latest.is_file():
+        elif latest.is_file() or (trainer.checkpoints / PREVIOUS).is_file():
             raise AddressclipError(
                 f"{trainer.out} already holds a run ({latest}); pass --resume latest to continue it "
                 "or choose another out=DIR"
@@ -438,6 +458,8 @@ def train_model(config: RunConfig, stage: Stage = "address", resume: str | None 
         if ctx.is_main:
             trainer.out.mkdir(parents=True, exist_ok=True)
             save_config(trainer.config, trainer.out / "config.yaml")
+        if resume and ctx.is_main:  # the steps after the checkpoint are trained again: log them once
+            truncate_metrics(trainer.out / "metrics.jsonl", trainer.position.step)
         logger = MetricsLogger(trainer.out, enabled=ctx.is_main, tensorboard=config.train.tensorboard)
         try:
             if resume:

@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from addressclip.atomic import write_text_atomic
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -65,6 +67,30 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def truncate_metrics(path: str | Path, step: int) -> int:
+    """Cut a resumed run's log back to its checkpoint: drop every record after `step` (and a line torn
+    by the kill), atomically, so the steps trained again are not logged twice. Returns lines dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept: list[str] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the half-written line of a killed run
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            break  # steps only grow: everything from here on happened after the checkpoint
+        kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
