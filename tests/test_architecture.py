@@ -17,6 +17,7 @@ import addressclip
 ROOT = Path(addressclip.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "errors", "atomic", "filenames", "digest"),
+    ("extras",),
     ("config", "resources"),
     ("geo",),
     ("data",),

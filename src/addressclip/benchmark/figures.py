@@ -17,6 +17,7 @@ import pandas as pd
 from addressclip.atomic import atomic_path
 from addressclip.benchmark.options import FEATURED, FIGURE_DIR
 from addressclip.eval.evaluate import EvalData
+from addressclip.extras import require
 
 EXAMPLES = 6
 HEATMAPS = 4
@@ -24,7 +25,7 @@ TOP_STREETS = 10
 
 
 def _pyplot():
-    import matplotlib
+    matplotlib = require("matplotlib", "the report's figures")
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

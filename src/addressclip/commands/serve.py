@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from addressclip.errors import AddressclipError
+    from addressclip.extras import require
+
+    require("fastapi", "addressclip serve")
+    require("uvicorn", "addressclip serve")
     from addressclip.serve.app import MiB, ServiceSettings, bind_socket, run_server
 
     for name in ("max_upload_mb", "max_megapixels", "max_batch_images", "batch_max", "max_inflight_mb"):
