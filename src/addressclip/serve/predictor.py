@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -33,6 +34,7 @@ from addressclip.data.manifest import Manifest, read_manifest
 from addressclip.data.transforms import Normalizer
 from addressclip.errors import AddressclipError
 from addressclip.geo.addressbook import AddressBook
+from addressclip.geo.sequence import TransitionParams
 from addressclip.model.addressclip import AddressClipModel
 from addressclip.model.device import resolve_device
 from addressclip.serve import cache
@@ -45,6 +47,13 @@ from addressclip.serve.images import (
     ImageSource,
     source_name,
     square_pixels,
+)
+from addressclip.serve.sequences import (
+    SequencePrediction,
+    build_result,
+    decode,
+    gallery_adjacency,
+    sequence_params,
 )
 from addressclip.serve.sources import (
     gallery_from_addressbook,
@@ -290,6 +299,113 @@ class AddressPredictor:
 
     def predict_one(self, image: ImageSource, top_k: int = DEFAULT_TOP_K) -> Prediction:
         return self.predict([image], top_k)[0]
+
+    # ------------------------------------------------------------------------------- sequences
+    @torch.inference_mode()
+    def rank_all(
+        self, pixels: np.ndarray | torch.Tensor, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`rank`'s (indices, scores, probabilities) plus every address's log-probability (B, N), float64.
+
+        The log-probabilities are the log of the same softmax (cosine x logit scale), computed in
+        float64 log space so that no address of a confident photo underflows to probability 0.
+        """
+        if len(self.gallery) == 0:
+            raise AddressclipError("the predictor has no candidate addresses")
+        k = max(1, min(int(top_k), len(self.gallery)))
+        cosine = self.image_embeddings(pixels) @ self._embeddings.T
+        scale = self.model.logit_scale().float()
+        probabilities = torch.softmax(cosine * scale, dim=-1)
+        scores, indices = torch.topk(cosine, k, dim=-1)
+        chosen = torch.gather(probabilities, 1, indices)
+        log_probs = torch.log_softmax(cosine.double() * scale.double(), dim=-1)
+        return (
+            indices.cpu().numpy(),
+            scores.cpu().numpy(),
+            chosen.cpu().numpy(),
+            log_probs.cpu().numpy(),
+        )
+
+    def sequence_adjacency(self) -> sp.csr_matrix:
+        """Which gallery sub-streets meet (scipy CSR, gallery rows), built once per gallery key."""
+        cached = getattr(self, "_sequence_cache", None)
+        if cached is not None and cached[0] is self.gallery:
+            return cached[2]
+        key = self.gallery_key
+        by_key = getattr(self, "_adjacency_by_key", {})
+        if key not in by_key:
+            by_key[key] = gallery_adjacency(self.gallery)
+        self._adjacency_by_key = by_key
+        self._sequence_cache = (self.gallery, key, by_key[key])
+        return by_key[key]
+
+    def predict_sequence_pixels(
+        self,
+        pixels: np.ndarray | torch.Tensor,
+        names: Sequence[str] | None = None,
+        timestamps: Sequence[float] | np.ndarray | None = None,
+        positions: Sequence[float] | np.ndarray | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        params: TransitionParams | None = None,
+    ) -> SequencePrediction:
+        """`predict_sequence` for an already decoded uint8 batch (what the service calls)."""
+        count = len(pixels)
+        if count == 0:
+            raise AddressclipError("sequence: no photos given; give at least one")
+        gaps, transition, unit = sequence_params(count, timestamps, positions, params)
+        names = list(names) if names is not None else [f"image {i}" for i in range(count)]
+        predictions: list[Prediction] = []
+        parts = []
+        for start in range(0, count, self.batch_size):
+            chunk = pixels[start : start + self.batch_size]
+            indices, scores, probs, log_probs = self.rank_all(chunk, top_k)
+            parts.append(log_probs)
+            for offset in range(len(chunk)):
+                predictions.append(
+                    self._prediction(names[start + offset], indices[offset], scores[offset], probs[offset])
+                )
+        return self.decode_sequence(predictions, np.concatenate(parts), gaps, transition, unit, top_k)
+
+    def decode_sequence(
+        self,
+        predictions: list[Prediction],
+        log_probs: np.ndarray,
+        gaps: np.ndarray | None,
+        params: TransitionParams,
+        gap_unit: str = "photos",
+        top_k: int = DEFAULT_TOP_K,
+    ) -> SequencePrediction:
+        """The sequence result from per-photo predictions and their (T, N) log-probabilities."""
+        path, posteriors, log_likelihood, path_log_prob = decode(
+            self.sequence_adjacency(), log_probs, gaps, params
+        )
+        return build_result(
+            self.gallery, predictions, path, posteriors, log_likelihood, path_log_prob, top_k, gap_unit, gaps
+        )
+
+    def predict_sequence(
+        self,
+        images: Iterable[ImageSource],
+        timestamps: Sequence[float] | np.ndarray | None = None,
+        positions: Sequence[float] | np.ndarray | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        params: TransitionParams | None = None,
+    ) -> SequencePrediction:
+        """Photos of one walk or drive, in order: per-photo predictions plus the decoded sub-street path.
+
+        `timestamps` (seconds) or `positions` (metres along the route), one per photo, scale the
+        transitions by the gap between photos; `params` is a `geo.sequence.TransitionParams`. Returns
+        a `serve.sequences.SequencePrediction` (see that module for the model). Raises ImageRejected
+        at the first unusable photo and AddressclipError for a bad sequence (empty, wrong lengths,
+        decreasing timestamps).
+        """
+        sources = _as_sources(images)
+        if not sources:
+            raise AddressclipError("sequence: no photos given; give at least one")
+        sequence_params(len(sources), timestamps, positions, params)  # fail before decoding any photo
+        names = [source_name(s, i) for i, s in enumerate(sources)]
+        pixels = np.stack([self.decode(s, n) for s, n in zip(sources, names, strict=True)])
+        return self.predict_sequence_pixels(pixels, names, timestamps, positions, top_k, params)
 
     def _prediction(
         self, name: str, indices: np.ndarray, scores: np.ndarray, probs: np.ndarray
