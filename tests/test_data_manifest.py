@@ -49,7 +49,7 @@ def test_round_trip_schema_and_relative_metadata(tmp_path: Path) -> None:
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     assert meta[META_IMAGE_ROOT] == "../images"
     assert meta[META_ADDRESSBOOK] == "addressbook"
-    assert meta[META_SCHEMA_VERSION] == "1"
+    assert meta[META_SCHEMA_VERSION] == "2"
 
     manifest = read_manifest(path)
     assert manifest.image_root == (tmp_path / "images").resolve()

@@ -19,6 +19,7 @@ from addressclip.errors import AddressclipError
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "render",
+    "atlas",
     "addressbook",
     "build",
     "validate",

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from addressclip.commands.common import add_partition_arguments, partition_config_from_args
+from addressclip.commands.common import (
+    add_extract_arguments,
+    add_partition_arguments,
+    bbox_from_args,
+    partition_config_from_args,
+)
+from addressclip.resources import BUNDLED_EXTRACTS
 
-WORLDS = ("helsinki", "karhula")
+WORLDS = tuple(BUNDLED_EXTRACTS)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
     source.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
+    add_extract_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     add_partition_arguments(parser)
     parser.add_argument("--no-map", action="store_true", help="skip the map PNG")
@@ -35,15 +42,21 @@ def run(args: argparse.Namespace) -> int:
 
     from addressclip.atomic import write_text_atomic
     from addressclip.geo.addressbook import AddressBook
+    from addressclip.geo.osm import read_osm
     from addressclip.resources import bundled_extract
 
     config = partition_config_from_args(args)
+    bbox = bbox_from_args(args)
     path = bundled_extract(args.world) if args.world else args.osm
     started = time.perf_counter()
-    book = AddressBook.from_osm(path, config)
+    book = AddressBook.from_osm(read_osm(path, config.highway_classes, bbox=bbox), config)
     seconds = time.perf_counter() - started
     table_path = book.save(args.out)
-    summary = book.summary() | {"source": str(path), "build_seconds": round(seconds, 3)}
+    summary = book.summary() | {
+        "source": str(path),
+        "bbox": None if bbox is None else list(bbox.as_tuple()),
+        "build_seconds": round(seconds, 3),
+    }
     write_text_atomic(args.out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(f"{book!r} from {path} in {seconds:.2f} s")
     print(f"  neighbourhoods: {', '.join(f'{k} ({v})' for k, v in summary['neighbourhoods'].items()) or '-'}")

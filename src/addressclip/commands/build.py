@@ -6,13 +6,16 @@ import argparse
 from pathlib import Path
 
 from addressclip.commands.common import (
+    add_extract_arguments,
     add_partition_arguments,
     add_progress_argument,
+    bbox_from_args,
     partition_config_from_args,
 )
 from addressclip.data.readers import READERS
+from addressclip.resources import BUNDLED_EXTRACTS
 
-WORLDS = ("helsinki", "karhula")
+WORLDS = tuple(BUNDLED_EXTRACTS)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     osm = parser.add_mutually_exclusive_group()
     osm.add_argument("--osm", type=Path, metavar="PBF", help="OpenStreetMap extract (.osm.pbf)")
     osm.add_argument("--world", choices=WORLDS, help="use a bundled OSM extract")
+    add_extract_arguments(parser)
     labels = parser.add_argument_group("labels")
     labels.add_argument(
         "--addresses",
@@ -89,17 +93,20 @@ def run(args: argparse.Namespace) -> int:
         block_m=args.block_m,
         resplit=args.resplit,
     )
+    partition = partition_config_from_args(args)
+    book = _cropped_book(args, partition)
     report = build_dataset(
         args.format,
         args.images,
         args.out,
         reader_options=reader_options_from_args(args),
-        osm=args.osm,
-        world=args.world,
+        osm=None if book is not None else args.osm,
+        world=None if book is not None else args.world,
+        addressbook=book,
         addresses=args.addresses,
         max_dist_m=args.max_dist_m,
         min_points=args.min_points,
-        partition=partition_config_from_args(args),
+        partition=None if book is not None else partition,
         split=split,
         strict=args.strict,
         progress=not args.quiet,
@@ -107,3 +114,19 @@ def run(args: argparse.Namespace) -> int:
     for line in report.summary_lines():
         print(line)
     return 0
+
+
+def _cropped_book(args: argparse.Namespace, partition):
+    """With `--bbox`, the AddressBook of that part of the extract (the build then labels against it)."""
+    from addressclip.errors import ConfigError
+    from addressclip.geo.addressbook import AddressBook
+    from addressclip.geo.osm import read_osm
+    from addressclip.resources import bundled_extract
+
+    bbox = bbox_from_args(args)
+    if bbox is None:
+        return None
+    if args.osm is None and args.world is None:
+        raise ConfigError("--bbox crops an OSM extract: give --osm PBF or --world NAME with it")
+    path = bundled_extract(args.world) if args.world else args.osm
+    return AddressBook.from_osm(read_osm(path, partition.highway_classes, bbox=bbox), partition)

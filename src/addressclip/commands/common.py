@@ -296,3 +296,24 @@ def partition_config_from_args(args: argparse.Namespace):
             value = tuple(c.strip() for c in str(value).split(",") if c.strip())
         values[key] = value
     return PartitionConfig(**values)
+
+
+# --------------------------------------------------------------------------------- extract box
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--bbox S,W,N,E`: only this part of the OSM extract (the same words in every command reading one)."""
+    parser.add_argument(
+        "--bbox",
+        metavar="S,W,N,E",
+        help="only this latitude/longitude box of the extract, in degrees (e.g. 41.14,-8.62,41.15,-8.60); "
+        "street ways are clipped at its edge, buildings kept when their centre is inside",
+    )
+
+
+def bbox_from_args(args: argparse.Namespace):
+    """The `geo.bbox.BBox` of `--bbox` (None when not given); a bad box is a one-line ConfigError."""
+    from addressclip.geo.bbox import BBox
+
+    text = getattr(args, "bbox", None)
+    return None if text is None else BBox.parse(text, field="--bbox")

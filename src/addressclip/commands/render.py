@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from addressclip.commands.common import (
+    add_extract_arguments,
     add_partition_arguments,
     add_progress_argument,
+    bbox_from_args,
     partition_config_from_args,
 )
 
@@ -25,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
-        "--world", required=True, metavar="tiny|demo|PBF",
-        help="'tiny' (Karhula, a few hundred images), 'demo' (Helsinki centre, >= 10,000) or a .osm.pbf",
+        "--world", required=True, metavar="tiny|demo|CITY|PBF",
+        help="'tiny' (Karhula, a few hundred images), 'demo' (Helsinki centre, >= 10,000), a bundled city "
+        "(porto, london, nyc-les, ...: addressclip.resources.BUNDLED_CITIES) or a .osm.pbf",
     )  # fmt: skip
+    add_extract_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output dataset folder")
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed (weather, occluders, jitter, splits)"
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         min_points_per_address=args.min_points,
         captioner=args.captioner,
         partition=partition_config_from_args(args),
+        bbox=bbox_from_args(args),
         force=args.force,
         pictures=not args.no_pictures,
         progress=not args.quiet,

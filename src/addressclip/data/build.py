@@ -29,7 +29,7 @@ import pandas as pd
 
 from addressclip.atomic import to_jsonable, write_text_atomic
 from addressclip.data.imagecheck import check_images
-from addressclip.data.manifest import MANIFEST_COLUMNS, frame_to_table, write_manifest
+from addressclip.data.manifest import MANIFEST_COLUMNS, frame_to_table, with_optional_columns, write_manifest
 from addressclip.data.readers import READERS, ReaderSpec, ReadResult
 from addressclip.data.splits import SplitConfig, assign_splits
 from addressclip.digest import short_id
@@ -354,7 +354,7 @@ def build_dataset(
         raise AddressclipError("the split left no training images; nothing written")
 
     columns = list(MANIFEST_COLUMNS) + [c for c in KEPT_EXTRA_COLUMNS if c in frame.columns]
-    frame = frame[columns]
+    frame = with_optional_columns(frame)[columns]
     frame_to_table(frame)  # check everything before the first file is written
     if book is not None:
         report.addressbook = to_jsonable(book.summary(_book_index(book, frame)))

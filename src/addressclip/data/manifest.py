@@ -6,6 +6,14 @@ root folder and the AddressBook folder are stored as paths *relative to the mani
 key-value metadata, so a dataset folder can be moved or copied as a whole.
 
 Extra columns (e.g. `role`, `address_alt`, `pano_id`) are allowed and kept after the standard ones.
+
+Schema versions:
+
+- "1": the columns of `MANIFEST_SCHEMA` without `city`.
+- "2" (current): adds `city` (string, nullable), the city of each row in a multi-city dataset (an
+  atlas, `addressclip atlas`); null in a one-city dataset. A writer that does not give the column
+  writes it as nulls, and a version-1 manifest still reads (and validates) with `city` all null, so
+  datasets built before the bump keep working.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from addressclip.atomic import atomic_path
 from addressclip.digest import file_digest
 from addressclip.errors import AddressclipError, InputError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Versions this code reads; a "1" manifest gets `city` as nulls (see the module docstring).
+READABLE_SCHEMA_VERSIONS: tuple[str, ...] = ("1", "2")
 META_IMAGE_ROOT = "addressclip.image_root"
 META_ADDRESSBOOK = "addressclip.addressbook"
 # SHA-256 of the AddressBook file the manifest was written against: a manifest paired with another
@@ -65,7 +75,10 @@ MANIFEST_SCHEMA: tuple[ColumnSpec, ...] = (
     ColumnSpec("neighbourhood", pa.string(), True, "neighbourhood name"),
     ColumnSpec("caption", pa.string(), True, "scene caption (training only)"),
     ColumnSpec("split", pa.string(), False, "'train' / 'val' / 'test'"),
+    ColumnSpec("city", pa.string(), True, "city of a multi-city atlas (null for one city); since schema 2"),
 )
+# Columns a frame may leave out: they are written as nulls (and read as nulls from older manifests).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("city",)
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in MANIFEST_SCHEMA)
 _SPEC_BY_NAME = {spec.name: spec for spec in MANIFEST_SCHEMA}
 
@@ -113,6 +126,7 @@ def frame_to_table(frame: pd.DataFrame, check: bool = True) -> pa.Table:
 
     With `check=False` only the columns and their types are enforced (not nulls, ranges, coverage).
     """
+    frame = with_optional_columns(frame)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ManifestError(f"manifest frame lacks column(s) {', '.join(missing)}")
@@ -133,6 +147,17 @@ def frame_to_table(frame: pd.DataFrame, check: bool = True) -> pa.Table:
         arrays.append(array)
         fields.append(pa.field(str(name), array.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def with_optional_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every absent `OPTIONAL_COLUMNS` column added as nulls (a copy only when one is)."""
+    absent = [c for c in OPTIONAL_COLUMNS if c not in frame.columns]
+    if not absent:
+        return frame
+    frame = frame.copy()
+    for name in absent:
+        frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame
 
 
 def _python_values(series: pd.Series) -> object:
@@ -255,13 +280,14 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     version = metadata.get(META_SCHEMA_VERSION)
     if version is None:
         raise InputError(path, META_SCHEMA_VERSION, "missing metadata key: not an addressclip manifest")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(READABLE_SCHEMA_VERSIONS)
         raise InputError(
-            path, META_SCHEMA_VERSION, f"schema version {version} (this addressclip reads {SCHEMA_VERSION})"
+            path, META_SCHEMA_VERSION, f"schema version {version} (this addressclip reads {readable})"
         )
     if META_IMAGE_ROOT not in metadata:
         raise InputError(path, META_IMAGE_ROOT, "missing metadata key")
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise InputError(path, missing[0], f"missing column(s) {', '.join(missing)}")
     base = path.resolve().parent
@@ -271,7 +297,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     pairing = _pairing_problem(metadata, addressbook_dir)
     if pairing is not None:
         raise InputError(path, META_ADDRESSBOOK_SHA256, pairing)
-    frame = table.to_pandas()
+    frame = with_optional_columns(table.to_pandas())
     escaping = _escaping_rows(frame)
     if escaping.any():
         raise InputError(
@@ -312,6 +338,7 @@ def _examples(values: list[str]) -> str:
 def frame_problems(frame: pd.DataFrame) -> list[str]:
     """Schema-level problems of a manifest frame (everything except files on disk)."""
     problems: list[str] = []
+    frame = with_optional_columns(frame)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         return [f"missing column(s): {', '.join(missing)}"]
@@ -445,10 +472,14 @@ def validate_manifest(
     problems: list[str] = []
     metadata = _metadata(table)
     version = metadata.get(META_SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         problems.append(
             f"metadata '{META_SCHEMA_VERSION}': "
-            + ("missing" if version is None else f"is {version}, expected {SCHEMA_VERSION}")
+            + (
+                "missing"
+                if version is None
+                else f"is {version}, expected {' or '.join(READABLE_SCHEMA_VERSIONS)}"
+            )
         )
     for name, arrow_field in (
         (c, table.schema.field(c)) for c in MANIFEST_COLUMNS if c in table.column_names

@@ -21,6 +21,12 @@ two possible sides. Which side is inside is decided, in this order, by:
 - otherwise the smaller side (a clipped extract usually shows a corner of a neighbour district) —
   recorded as method 'guess'.
 The method used is kept in `AdminArea.method` so that a report can show how sure each polygon is.
+
+Names read as people write them: administrative areas often carry their kind in the name ("Bezirksteil
+Maxvorstadt", "Stadtbezirk Altstadt", "London Borough of Camden", "Басманный район"), which nobody puts
+in an address. `display_name` strips the kinds of `NAME_PREFIXES` / `NAME_SUFFIXES` (a small table of
+the words seen in real extracts, kept conservative: a word that is also part of everyday names, like
+French "Quartier" in "Quartier Latin", stays).
 """
 
 from __future__ import annotations
@@ -40,6 +46,29 @@ PLACE_LEVEL = 12  # place-node cells rank below (are coarser in precedence than)
 _OVERSHOOT_M = 2.0  # extend open chain ends this far past the box, so noding cuts the box outline
 _TOUCH_M = 1.0  # chain ends closer than this to another of the relation's lines are not open
 _MIN_FACE_M2 = 1.0
+
+# Administrative kinds written before/after the name (German-speaking cities, English boroughs, Russian
+# districts, Austrian municipalities); matched case-sensitively, longest first, one of each at most.
+NAME_PREFIXES: tuple[str, ...] = (
+    "Statistischer Bezirk ", "Gemeindebezirk ", "Katastralgemeinde ", "Bezirksteil ", "Stadtbezirk ",
+    "Stadtteil ", "Ortsteil ", "Ortschaft ", "Gemeinde ", "Bezirk ", "Royal Borough of ",
+    "London Borough of ", "Borough of ", "район ", "поселение ", "муниципальный округ ",
+)  # fmt: skip
+NAME_SUFFIXES: tuple[str, ...] = (" район", " муниципальный округ")
+
+
+def display_name(name: str) -> str:
+    """`name` without the administrative kind people leave out ("Bezirksteil Schwabing" -> "Schwabing")."""
+    text = name.strip()
+    for prefix in sorted(NAME_PREFIXES, key=len, reverse=True):
+        if text.startswith(prefix) and text[len(prefix) :].strip():
+            text = text[len(prefix) :].strip()
+            break
+    for suffix in sorted(NAME_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix) and text[: -len(suffix)].strip():
+            text = text[: -len(suffix)].strip()
+            break
+    return text
 
 
 @dataclass(frozen=True)
@@ -321,9 +350,9 @@ class NeighbourhoodMap:
         areas: list[NeighbourhoodArea] = []
         for area in admin:
             polygon = _geometry_to_utm(area.polygon, projection)
-            areas.append(NeighbourhoodArea(area.name, area.admin_level, "admin", polygon))
+            areas.append(NeighbourhoodArea(display_name(area.name), area.admin_level, "admin", polygon))
         places = sorted(places, key=lambda p: (p.name, p.lon, p.lat))
-        names = [p.name for p in places]
+        names = [display_name(p.name) for p in places]
         if places:
             e, n = projection.to_utm([p.lon for p in places], [p.lat for p in places])
             xy = np.c_[e, n]

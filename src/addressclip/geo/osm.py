@@ -6,6 +6,9 @@ named shops/amenities, trees, place nodes and administrative boundaries. Adminis
 of a clipped extract are usually not closed; their member ways are kept as lines (split where the
 clip removed nodes) in `OsmExtract.admin_relations`. Closing them into polygons is the neighbourhood
 code's job (`addressclip.geo.neighbourhoods.admin_areas`): this module only reads.
+
+`read_osm(path, bbox=...)` keeps only what lies inside a latitude/longitude box (the file is read
+whole, then cropped by `addressclip.geo.bbox.crop_extract`; its docstring states the clipping rule).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from addressclip.errors import InputError
+from addressclip.extras import require
+from addressclip.geo.bbox import BBox, crop_extract
 from addressclip.geo.utm import UtmProjection
 
 DEFAULT_HIGHWAY_CLASSES: tuple[str, ...] = (
@@ -156,8 +161,15 @@ class _OutOfOrder(Exception):
     """The file's objects are not sorted by type and id (osmium's location and area handlers need that)."""
 
 
-def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWAY_CLASSES) -> OsmExtract:
-    """Read an .osm.pbf (or .osm/.osm.bz2) extract; raise InputError if it cannot be read.
+def read_osm(
+    path: str | Path,
+    highway_classes: Collection[str] = DEFAULT_HIGHWAY_CLASSES,
+    bbox: BBox | None = None,
+) -> OsmExtract:
+    """Read an .osm.pbf (or .osm/.osm.gz/.osm.bz2) extract; raise InputError if it cannot be read.
+
+    `bbox`: keep only the part inside this box (streets clipped at its edge, see `geo.bbox`); a box
+    that misses the file or holds no named street is an InputError naming the box.
 
     An extract whose objects are not sorted by type and id (some tools write such files) is sorted
     into a temporary copy first (`sorted_copy`); only when that does not help either (e.g. one id
@@ -166,6 +178,12 @@ def read_osm(path: str | Path, highway_classes: Collection[str] = DEFAULT_HIGHWA
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "OSM extract not found (give a .osm.pbf file)")
+    extract = _read_sorted(path, highway_classes)
+    return extract if bbox is None else crop_extract(extract, bbox)
+
+
+def _read_sorted(path: Path, highway_classes: Collection[str]) -> OsmExtract:
+    """`_read_extract`, through a sorted temporary copy when the file's objects are out of order."""
     try:
         return _read_extract(path, path, highway_classes)
     except _OutOfOrder:
@@ -192,7 +210,7 @@ def sorted_copy(path: Path, target: Path) -> Path:
     into Python objects instead took 32 s for the sort alone. A continent-sized file should be
     sorted once with `osmium sort` instead.
     """
-    import osmium
+    osmium = require("osmium", "reading an OpenStreetMap extract")
 
     merged = osmium.MergeInputReader()
     merged.add_file(str(path))
@@ -222,7 +240,7 @@ class _Copy:
 
 def _read_extract(path: Path, source: Path, highway_classes: Collection[str]) -> OsmExtract:
     """One read of `path` (the file the user gave is `source`); raises _OutOfOrder on an unsorted file."""
-    import osmium
+    osmium = require("osmium", "reading an OpenStreetMap extract")
 
     highway_classes = frozenset(highway_classes)
     streets: list[StreetWay] = []

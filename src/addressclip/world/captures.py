@@ -44,7 +44,7 @@ class Captures:
 
 def world_tag(world: str) -> str:
     """A short id prefix for capture ids ('tiny', 'demo' or the extract's file stem)."""
-    stem = re.sub(r"\.osm(\.pbf|\.bz2)?$|\.pbf$", "", world.replace("\\", "/").rsplit("/", 1)[-1])
+    stem = re.sub(r"\.osm(\.pbf|\.bz2|\.gz)?$|\.pbf$", "", world.replace("\\", "/").rsplit("/", 1)[-1])
     return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:24] or "world"
 
 

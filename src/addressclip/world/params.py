@@ -3,6 +3,10 @@
 The hash covers every parameter that changes the pixels or the dataset (and the renderer version),
 so that `make demo` can reuse an existing render: `world.json` beside the dataset holds the
 parameters and the hash, and a render whose hash matches is not redone.
+
+A world is a preset ('tiny', 'demo'), a bundled city ('porto', 'london', ..., see
+`addressclip.resources.BUNDLED_CITIES`; rendered on the city's default box unless one is given) or a
+path to an extract. `bbox` (S,W,N,E) keeps only that part of the extract (`addressclip.geo.bbox`).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class RenderParams:
     # The partition rules that differ from `PartitionConfig()` (a PartitionConfig.to_dict() subset);
     # empty for the defaults, so that the hash of a default render stays what it was.
     partition: tuple[tuple[str, object], ...] = ()
+    # S, W, N, E degrees: only this part of the extract (None: all of it; not hashed then, as above)
+    bbox: tuple[float, float, float, float] | None = None
 
     @classmethod
     def resolve(
@@ -90,13 +96,27 @@ class RenderParams:
         min_points_per_address: int = 5,
         captioner: str = "scene",
         partition=None,
+        bbox=None,
     ) -> RenderParams:
-        """Validate the user's choices against the preset (if any); raise ConfigError naming the bad one."""
-        from addressclip.resources import bundled_extract
+        """Validate the user's choices against the preset (if any); raise ConfigError naming the bad one.
+
+        `bbox`: a `geo.bbox.BBox`, an (S, W, N, E) tuple or None (a bundled city's default box).
+        """
+        from addressclip.geo.bbox import BBox
+        from addressclip.resources import BUNDLED_CITIES, bundled_extract
 
         world_text = str(world)
         preset = WORLD_PRESETS.get(world_text)
-        if preset is not None:
+        if isinstance(bbox, tuple | list):
+            bbox = BBox(*(float(v) for v in bbox))
+        if preset is None and world_text in BUNDLED_CITIES:
+            city = BUNDLED_CITIES[world_text]
+            extract = bundled_extract(world_text)
+            spacing_m = 12.0 if spacing_m is None else spacing_m
+            views = 4 if views is None else views
+            if bbox is None and city.bbox is not None:
+                bbox = BBox(*city.bbox)
+        elif preset is not None:
             extract = bundled_extract(preset.extract)
             spacing_m = preset.spacing_m if spacing_m is None else spacing_m
             views = preset.views if views is None else views
@@ -104,8 +124,8 @@ class RenderParams:
                 crop_half_side_m = preset.crop_half_side_m
         else:
             extract = Path(world_text)
-            if not world_text.endswith((".osm.pbf", ".pbf", ".osm", ".osm.bz2")):
-                known = ", ".join(sorted(WORLD_PRESETS))
+            if not world_text.endswith((".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")):
+                known = ", ".join([*sorted(WORLD_PRESETS), *BUNDLED_CITIES])
                 raise ConfigError(f"world: unknown world '{world_text}' (use {known} or a PATH.osm.pbf)")
             if not extract.is_file():
                 raise ConfigError(f"world: OSM extract '{world_text}' not found")
@@ -138,11 +158,13 @@ class RenderParams:
             captioner=captioner,
             extract_sha1=_file_sha1(extract),
             partition=_partition_changes(partition),
+            bbox=None if bbox is None else bbox.as_tuple(),
         )
 
     def to_dict(self) -> dict[str, object]:
         content = asdict(self)
         content["partition"] = {key: value for key, value in self.partition}
+        content["bbox"] = None if self.bbox is None else list(self.bbox)
         return content
 
     @property
@@ -159,6 +181,8 @@ class RenderParams:
         content.pop("extract_path")  # the same file elsewhere gives the same world
         if not content["partition"]:
             content.pop("partition")  # default rules: the hash renders made before the option had
+        if content["bbox"] is None:
+            content.pop("bbox")  # the whole extract: likewise
         text = json.dumps(content, sort_keys=True)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 

@@ -89,6 +89,7 @@ def render_world(
     min_points_per_address: int = 5,
     captioner: str = "scene",
     partition=None,
+    bbox=None,
     force: bool = False,
     pictures: bool = True,
     progress: bool = True,
@@ -96,7 +97,8 @@ def render_world(
     """Render `world` ('tiny', 'demo' or a PATH.osm.pbf) into `out` as a CosPlace-format dataset.
 
     `partition` (a `geo.partition.PartitionConfig`, default rules when None) cuts the streets into
-    addresses. Reuses an existing render in `out` when its `world.json` has the same parameter hash (unless
+    addresses. `bbox` (a `geo.bbox.BBox` or S,W,N,E tuple) renders only that part of the extract.
+    Reuses an existing render in `out` when its `world.json` has the same parameter hash (unless
     `force`). Raises ConfigError/InputError with a one-line message on bad parameters or input.
     """
     started = time.perf_counter()
@@ -112,6 +114,7 @@ def render_world(
         min_points_per_address=min_points_per_address,
         captioner=captioner,
         partition=partition,
+        bbox=bbox,
     )
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -197,9 +200,10 @@ def render_world(
 def prepare_world(params: RenderParams):
     """Read the extract, build the AddressBook and the scene (districts from the book's neighbourhoods)."""
     from addressclip.geo.addressbook import AddressBook
+    from addressclip.geo.bbox import BBox
     from addressclip.geo.osm import read_osm
 
-    extract = read_osm(params.extract_path)
+    extract = read_osm(params.extract_path, bbox=None if params.bbox is None else BBox(*params.bbox))
     book = AddressBook.from_osm(extract, params.partition_config)
 
     def district_of(utm_xy: np.ndarray) -> list[str]:
