@@ -1,4 +1,9 @@
-"""`addressclip predict`: the addresses of photos (files or folders) from a checkpoint or bundle."""
+"""`addressclip predict`: the addresses of photos (files or folders) from a checkpoint or bundle.
+
+`--sequence` decodes the photos as one walk (see `serve.sequences`): in natural file-name order, or
+with `--order exif-time` by EXIF DateTimeOriginal (gaps in seconds; a photo without it is an error
+naming the file, since guessing its place would silently reorder the walk).
+"""
 
 from __future__ import annotations
 
@@ -52,7 +57,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the output here (atomically) instead of stdout")
     parser.add_argument("--geometry", action="store_true", help="json: include each sub-street's GeoJSON")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    group = parser.add_argument_group("photo sequences (a walk, a drive, an album of one trip)")
+    group.add_argument(
+        "--sequence",
+        action="store_true",
+        help="treat the photos as one ordered sequence: decode the most likely path of sub-streets "
+        "(per-photo answers next to the decoded ones)",
+    )
+    group.add_argument(
+        "--order",
+        choices=("name", "exif-time"),
+        default="name",
+        help="sequence order: file names (natural order: 9.jpg before 10.jpg; default), or EXIF "
+        "DateTimeOriginal, whose gaps in seconds then scale the transitions (a photo without it is an error)",
+    )
     parser.set_defaults(func=run, intermixed="paths")
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort key that puts img9 before img10 (digit runs compare as numbers)."""
+    import re
+
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def run_sequence(args: argparse.Namespace, images: list[Path], out: Path | None) -> int:
+    """`--sequence`: order the photos, decode them together, print per-photo and decoded answers."""
+    import numpy as np
+
+    from addressclip.atomic import write_text_atomic
+    from addressclip.errors import AddressclipError
+    from addressclip.serve.images import ImageRejected
+    from addressclip.serve.sequences import (
+        format_sequence_csv,
+        format_sequence_json,
+        format_sequence_table,
+        order_by_exif_time,
+    )
+
+    times: list[float] | None = None
+    if args.order == "exif-time":
+        images, times = order_by_exif_time(images)
+    else:
+        images = sorted(images, key=natural_key)
+    predictor = predictor_from_args(args)
+    pixels, names, kept_times, skipped = [], [], [], []
+    for index, path in enumerate(images):
+        try:
+            pixels.append(predictor.decode(path, str(path)))
+        except ImageRejected as error:
+            skipped.append(str(error))
+            continue
+        names.append(str(path))
+        if times is not None:
+            kept_times.append(times[index])
+    _report_skips(skipped, len(images))
+    if not pixels:
+        raise AddressclipError(f"none of the {len(images)} file(s) could be read as an image")
+    result = predictor.predict_sequence_pixels(
+        np.stack(pixels), names, timestamps=kept_times if times is not None else None, top_k=args.top_k
+    )
+    if args.format == "json":
+        text = format_sequence_json(result, with_geometry=args.geometry)
+    elif args.format == "csv":
+        text = format_sequence_csv(result)
+    else:
+        text = format_sequence_table(result)
+    if out is not None:
+        write_text_atomic(out, text)
+        print(f"wrote a sequence of {len(result)} photo(s) to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _report_skips(skipped: list[str], total: int) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} of {total} file(s):", file=sys.stderr)
+        for line in skipped[:MAX_LISTED_SKIPS]:
+            print(f"  {line}", file=sys.stderr)
+        if len(skipped) > MAX_LISTED_SKIPS:
+            print(f"  ... {len(skipped) - MAX_LISTED_SKIPS} more", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         raise AddressclipError(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {' '.join(args.paths)}"
         )
+    if args.sequence:
+        return run_sequence(args, images, out)
+    if args.order != "name":
+        raise AddressclipError("--order orders a sequence; add --sequence")
     predictor = predictor_from_args(args)
     predictions = []
     skipped: list[str] = []
@@ -89,12 +178,7 @@ def run(args: argparse.Namespace) -> int:
                 skipped.append(str(error))
         if pixels:
             predictions.extend(predictor.predict_pixels(np.stack(pixels), args.top_k, names))
-    if skipped:
-        print(f"skipped {len(skipped)} of {len(images)} file(s):", file=sys.stderr)
-        for line in skipped[:MAX_LISTED_SKIPS]:
-            print(f"  {line}", file=sys.stderr)
-        if len(skipped) > MAX_LISTED_SKIPS:
-            print(f"  ... {len(skipped) - MAX_LISTED_SKIPS} more", file=sys.stderr)
+    _report_skips(skipped, len(images))
     if not predictions:
         raise AddressclipError(f"none of the {len(images)} file(s) could be read as an image")
     if args.format == "json":

@@ -3,9 +3,13 @@
 Endpoints (all errors are JSON, see `serve.api_errors`):
     POST /v1/predict           one photo: multipart field 'image', JSON {"image": base64}, or an image/* body
     POST /v1/predict/batch     several: multipart fields 'images', or JSON {"images": [base64, ...]}
+    POST /v1/predict/sequence  photos of one walk, in order: JSON {"images": [...], "timestamps"|"positions"}
+                               -> per-photo answers, the decoded sub-street path and its posteriors
     GET  /v1/addresses?q=      search the candidate addresses (words in any order, accents ignored)
     GET  /v1/addresses/{id}    one address as a GeoJSON Feature (sub-street geometry, lon/lat)
     GET  /v1/network           every sub-street of the AddressBook, GeoJSON (what the web map draws)
+    GET  /v1/buildings         building footprints around the streets, GeoJSON (from the AddressBook's
+                               OSM extract when it can be found; else an empty collection saying why)
     GET  /healthz              liveness + what is loaded + batching statistics
     GET  /readyz               readiness: 200 while the model is loaded and requests are taken, else 503
     GET  /                     the web page (static files shipped in the package; no CDN, no tiles)
@@ -45,6 +49,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from addressclip import __version__
+from addressclip.errors import AddressclipError
 from addressclip.serve import schemas
 from addressclip.serve.access import AccessMiddleware
 from addressclip.serve.api_errors import ApiError, error_body, install_error_handlers
@@ -53,7 +58,8 @@ from addressclip.serve.images import DEFAULT_MAX_PIXELS
 from addressclip.serve.limits import BodyLimits, InFlightBudget, RequestLimitMiddleware
 from addressclip.serve.predictor import AddressPredictor, Prediction
 from addressclip.serve.search import AddressIndex
-from addressclip.serve.uploads import Upload, read_uploads
+from addressclip.serve.sequences import sequence_params
+from addressclip.serve.uploads import Upload, decode_base64, parse_json, read_uploads
 
 log = logging.getLogger("addressclip.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -70,6 +76,7 @@ class ServiceSettings:
     max_inflight_bytes: int = 256 * MiB  # request bodies admitted at once; beyond: 503 + Retry-After
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard, from the image header
     max_batch_images: int = 16  # images in one /v1/predict/batch request
+    max_sequence_images: int = 64  # photos in one /v1/predict/sequence request (JSON: max_json_batch_bytes)
     max_top_k: int = 50
     max_decoders: int = 2  # images decoded at once (each can hold max_pixels x 4 bytes while it is)
     batch_max_images: int = 32  # images per model forward pass
@@ -116,6 +123,12 @@ def _openapi_body(many: bool, settings: ServiceSettings) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+def _sequence_openapi_body(settings: ServiceSettings) -> dict[str, Any]:
+    model = schemas.sequence_json_model(settings.max_sequence_images, settings.max_top_k)
+    json_schema = schemas.inline_refs(model.model_json_schema())
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": json_schema}}}}
+
+
 class _Service:
     """The state behind the endpoints: predictor, batcher, search index, cached network JSON."""
 
@@ -132,12 +145,30 @@ class _Service:
         self.started = False  # the batcher runs: predictions are served
         self.draining = False  # SIGTERM received: finishing what is in flight, taking nothing new
         self._network: bytes | None = None
+        self._buildings: bytes | None = None
+        self._buildings_lock = threading.Lock()
         self._decoders: asyncio.Semaphore | None = None
 
     def network_json(self) -> bytes:
+        """The street network; `gallery_addresses` says how many of its sub-streets are candidates.
+
+        The network is every sub-street of the AddressBook, the gallery only the addresses the model
+        answers with (the training manifest's): a sub-street without training photos is drawn but is
+        never an answer, so the two counts differ (193 drawn for 192 candidates in the demo).
+        """
         if self._network is None:
-            self._network = json.dumps(self.predictor.network_geojson(), separators=(",", ":")).encode()
+            network = self.predictor.network_geojson()
+            network["gallery_addresses"] = len(self.predictor.gallery)
+            self._network = json.dumps(network, separators=(",", ":")).encode()
         return self._network
+
+    def buildings_json(self) -> bytes:
+        """Building footprints around the network (read once, in a worker thread, on first request)."""
+        with self._buildings_lock:
+            if self._buildings is None:
+                collection = building_footprints(self.predictor)
+                self._buildings = json.dumps(collection, separators=(",", ":")).encode()
+            return self._buildings
 
     def check_top_k(self, top_k: int) -> int:
         if not 1 <= top_k <= self.settings.max_top_k:
@@ -156,6 +187,110 @@ class _Service:
         pixels = await asyncio.gather(*(self._decode(u) for u in uploads))
         results = await self.batcher.submit(np.stack(pixels), top_k, [u.name for u in uploads])
         return [replace(r, matches=r.matches[:top_k]) for r in results]
+
+
+BUILDING_MARGIN_M = 150.0  # footprints this far beyond the streets' extent are still drawn
+BUILDING_DECIMALS = 5  # ~1 m: enough for a footprint on a city map
+
+
+def _extract_path(source: str) -> Path | None:
+    """The AddressBook's OSM extract: its recorded path, else a bundled extract of the same file name."""
+    if not source:
+        return None
+    path = Path(source)
+    if path.is_file():
+        return path
+    from importlib import resources
+
+    bundled = Path(str(resources.files("addressclip.resources").joinpath("osm", path.name)))
+    return bundled if bundled.is_file() else None
+
+
+def building_footprints(predictor: AddressPredictor) -> dict[str, Any]:
+    """GeoJSON polygons (lon/lat) of the extract's buildings near the streets; empty, with `reason`, if
+    the extract is not at hand (a bundle moved to another machine) or cannot be read here."""
+    empty: dict[str, Any] = {"type": "FeatureCollection", "features": []}
+    book = predictor.addressbook
+    path = _extract_path(book.source) if book is not None else None
+    if book is None or path is None:
+        return empty | {"reason": "the AddressBook's OSM extract is not available on this server"}
+    try:
+        from addressclip.geo.osm import read_osm
+
+        extract = read_osm(path)
+    except ImportError:
+        return empty | {"reason": "reading OSM extracts needs the 'world' extra (osmium)"}
+    except Exception as error:  # a damaged extract must not break the map's streets
+        log.warning("no building footprints from %s: %s", path, error)
+        return empty | {"reason": f"cannot read {path.name}"}
+    bounds = [g.bounds for g in book.table["geometry"] if g is not None and not g.is_empty]
+    if not bounds:
+        return empty | {"reason": "the AddressBook has no street geometry"}
+    box = np.array(bounds)
+    west, south = box[:, 0].min() - BUILDING_MARGIN_M, box[:, 1].min() - BUILDING_MARGIN_M
+    east, north = box[:, 2].max() + BUILDING_MARGIN_M, box[:, 3].max() + BUILDING_MARGIN_M
+    features = []
+    for building in extract.buildings:
+        ring = np.asarray(building.lonlat, dtype=np.float64)
+        if len(ring) < 3:
+            continue
+        x, y = book.projection.to_utm(ring[:, 0], ring[:, 1])
+        if np.max(x) < west or np.min(x) > east or np.max(y) < south or np.min(y) > north:
+            continue
+        coordinates = np.round(ring, BUILDING_DECIMALS).tolist()
+        if coordinates[0] != coordinates[-1]:
+            coordinates.append(coordinates[0])
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"kind": building.tags.get("building", "yes")},
+                "geometry": {"type": "Polygon", "coordinates": [coordinates]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _sequence_request(
+    raw: bytes, max_images: int, max_bytes: int
+) -> tuple[list[Upload], list[float] | None, list[float] | None, int | None]:
+    """(uploads, timestamps, positions, top_k) of a /v1/predict/sequence JSON body; ApiError otherwise."""
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "JSON body must be an object")
+    items = body.get("images")
+    if not isinstance(items, list) or not items:
+        raise ApiError(422, "missing_image", 'JSON body needs "images": a non-empty list of base64 strings')
+    if len(items) > max_images:
+        raise ApiError(
+            413, "too_many_images", f"{len(items)} photos in one sequence, above the limit of {max_images}"
+        )
+    uploads = []
+    for index, item in enumerate(items):
+        where = f"images[{index}]"
+        name = where
+        if isinstance(item, dict):
+            raw_name = str(item.get("filename") or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+            name = raw_name[:200] or where
+            item = item.get("image")
+        data = decode_base64(item, where)
+        if len(data) > max_bytes:
+            raise ApiError(
+                413, "too_large", f"{where}: image is {len(data):,} bytes, above the limit of {max_bytes:,}"
+            )
+        uploads.append(Upload(name, data))
+    numbers = {}
+    for key in ("timestamps", "positions"):
+        values = body.get(key)
+        if values is not None and (
+            not isinstance(values, list)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        ):
+            raise ApiError(422, "invalid_request", f"{key} must be a list of numbers, one per photo")
+        numbers[key] = None if values is None else [float(v) for v in values]
+    top_k = body.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)):
+        raise ApiError(422, "invalid_request", f"JSON: top_k must be a whole number, not {str(top_k)[:40]}")
+    return uploads, numbers["timestamps"], numbers["positions"], top_k
 
 
 def create_app(predictor: AddressPredictor, settings: ServiceSettings | None = None) -> FastAPI:
@@ -233,6 +368,46 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
         results = await run(request, True, top_k)
         return {"predictions": [r.to_dict(with_geometry=geometry) for r in results]}
 
+    @app.post(
+        "/v1/predict/sequence",
+        response_model=schemas.SequenceOut,
+        response_model_exclude_unset=True,
+        responses=schemas.ERROR_RESPONSES,
+        openapi_extra=_sequence_openapi_body(settings),
+        summary="Decode the sub-streets of an ordered photo sequence (a walk or a drive)",
+    )
+    async def predict_sequence(
+        request: Request, top_k: int = top_k_query, geometry: bool = geometry_query
+    ) -> dict:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type '{content_type or 'none'}' not accepted: send application/json "
+                '({"images": [base64, ...], "timestamps": [...]})',
+            )
+        raw = b"".join([chunk async for chunk in request.stream()])
+        uploads, timestamps, positions, body_top_k = await run_in_threadpool(
+            _sequence_request,
+            raw,
+            settings.max_sequence_images,
+            settings.max_upload_bytes,
+        )
+        del raw
+        request.state.images = len(uploads)
+        k = service.check_top_k(body_top_k if body_top_k is not None else top_k)
+        try:  # the sequence's own checks first: a bad one costs no image decoding
+            sequence_params(len(uploads), timestamps, positions, None)
+        except AddressclipError as error:
+            raise ApiError(422, "invalid_sequence", str(error)) from None
+        pixels = await asyncio.gather(*(service._decode(u) for u in uploads))
+        names = [u.name for u in uploads]
+        result = await run_in_threadpool(
+            predictor.predict_sequence_pixels, np.stack(pixels), names, timestamps, positions, k
+        )
+        return result.to_dict(with_geometry=geometry)
+
     @app.get(
         "/v1/addresses",
         response_model=schemas.SearchOut,
@@ -274,6 +449,16 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
     )
     async def network() -> Response:
         return Response(service.network_json(), media_type=GeoJSONResponse.media_type)
+
+    @app.get(
+        "/v1/buildings",
+        response_class=GeoJSONResponse,
+        responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
+        summary="Building footprints around the streets (GeoJSON FeatureCollection, lon/lat)",
+    )
+    async def buildings() -> Response:
+        body = await run_in_threadpool(service.buildings_json)
+        return Response(body, media_type=GeoJSONResponse.media_type)
 
 
 def _add_health_routes(app: FastAPI, service: _Service) -> None:

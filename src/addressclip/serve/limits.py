@@ -21,6 +21,7 @@ from addressclip.serve.api_errors import error_body
 
 SINGLE_ROUTE = "/v1/predict"
 BATCH_ROUTE = "/v1/predict/batch"
+SEQUENCE_ROUTE = "/v1/predict/sequence"  # JSON only: takes the batch JSON limit
 JSON_OVERHEAD = 64 * 1024  # JSON keys, a data: URL prefix, multipart headers around one image
 RETRY_AFTER_S = 1
 
@@ -44,6 +45,8 @@ class BodyLimits:
             return self.single
         if path.rstrip("/") == BATCH_ROUTE:
             return self.batch_json if content_type.startswith("application/json") else self.batch_multipart
+        if path.rstrip("/") == SEQUENCE_ROUTE:
+            return self.batch_json
         return 0  # no other route takes a body (they answer 404/405)
 
 

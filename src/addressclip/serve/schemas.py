@@ -41,6 +41,45 @@ class BatchOut(BaseModel):
     predictions: list[PredictionOut]
 
 
+class PathStep(BaseModel):
+    index: int = Field(description="the photo's position in the sequence (0-based)")
+    source: str
+    address_id: str = Field(description="the decoded (Viterbi) address of this photo")
+    address: str
+    street: str | None
+    neighbourhood: str | None
+    lat: float | None
+    lon: float | None
+    posterior: float = Field(description="the decoded address's posterior probability for this photo")
+    photo_address_id: str = Field(description="the photo's own best address, scored alone")
+    agrees_with_photo: bool
+
+
+class PosteriorMatch(BaseModel):
+    rank: int
+    address_id: str
+    address: str
+    probability: float = Field(description="posterior given the whole sequence (forward-backward)")
+
+
+class PathSegment(BaseModel):
+    first: int = Field(description="first photo of this run of one sub-street")
+    last: int
+    address_id: str
+    address: str
+    geometry: dict[str, Any] | None = Field(None, description="GeoJSON geometry of the sub-street (lon/lat)")
+
+
+class SequenceOut(BaseModel):
+    predictions: list[PredictionOut] = Field(description="each photo scored alone")
+    path: list[PathStep]
+    posteriors: list[list[PosteriorMatch]]
+    segments: list[PathSegment] = Field(description="the decoded path as runs of one sub-street")
+    log_likelihood: float
+    path_log_prob: float
+    gap_unit: str = Field(description="'photos', 'seconds' (timestamps) or 'metres' (positions)")
+
+
 class AddressOut(BaseModel):
     address_id: str
     address: str
@@ -90,6 +129,26 @@ def batch_json_model(max_images: int, max_top_k: int) -> type[BaseModel]:
     base64_text = Annotated[str, Field(min_length=1)]
     images = (list[base64_text | ImageItem], Field(min_length=1, max_length=max_images))
     return create_model("BatchJSON", images=images, top_k=_top_k_field(max_top_k))
+
+
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def sequence_json_model(max_images: int, max_top_k: int) -> type[BaseModel]:
+    """`POST /v1/predict/sequence`: 1..max_images photos in walking order, optional gaps.
+
+    `timestamps` (seconds) or `positions` (metres along the route) hold one non-decreasing number per
+    photo; a length that differs from the images', both given, or a decrease is answered 422.
+    """
+    base64_text = Annotated[str, Field(min_length=1)]
+    images = (list[base64_text | ImageItem], Field(min_length=1, max_length=max_images))
+    numbers = (
+        list[FiniteNumber] | None,
+        Field(None, min_length=1, max_length=max_images, description="one per photo, non-decreasing"),
+    )
+    return create_model(
+        "SequenceJSON", images=images, timestamps=numbers, positions=numbers, top_k=_top_k_field(max_top_k)
+    )
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
