@@ -21,6 +21,7 @@ from addressclip.digest import file_digest
 from addressclip.errors import AddressclipError
 from addressclip.eval.encode import FrozenEncoder
 from addressclip.eval.evaluate import EvalData
+from addressclip.resources.shipped_model import resolve_init
 
 
 def slug(text: str) -> str:
@@ -113,9 +114,10 @@ def seeds_for(options: BenchmarkOptions, trains: bool) -> list[int]:
 def street_clip(options: BenchmarkOptions) -> Path:
     """The street CLIP every method starts from: `--init`, else the cached pretraining run."""
     if options.init is not None:
-        if not options.init.is_file():
-            raise AddressclipError(f"--init: street CLIP checkpoint {options.init} not found")
-        return options.init
+        init = resolve_init(options.init)  # 'foundation' = the shipped street CLIP
+        if not init.is_file():
+            raise AddressclipError(f"--init: street CLIP checkpoint {init} not found")
+        return init
     from addressclip.config import load_config
     from addressclip.train.pretrain import run_pretraining
 

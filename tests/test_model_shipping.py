@@ -1,0 +1,55 @@
+"""Slim checkpoints (packaged MiniLM trunk left out) rebuild the same model and refuse another trunk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from addressclip.config import load_config
+from addressclip.errors import AddressclipError
+from addressclip.model.factory import build_model, load_checkpoint
+from addressclip.model.shipping import is_trunk_key, slim_payload
+from addressclip.resources.shipped_model import resolve_init
+
+TINY_MINILM = ["model.text_tower=minilm", "model.trainable=image"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(load_config("tiny", TINY_MINILM).model).eval()
+
+
+def test_slim_checkpoint_is_small_and_rebuilds_the_same_model(model, tmp_path: Path):
+    payload = slim_payload(model)
+    assert not any(is_trunk_key(k) for k in payload["state_dict"])
+    full, slim = tmp_path / "full.pt", tmp_path / "slim.pt"
+    torch.save({**payload, "state_dict": model.state_dict()}, full)
+    torch.save(payload, slim)
+    assert slim.stat().st_size < full.stat().st_size / 5
+    rebuilt = load_checkpoint(slim)
+    images = torch.rand(2, 3, model.preprocess["image_size"], model.preprocess["image_size"])
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(images), rebuilt.encode_image(images))
+        assert torch.equal(
+            model.encode_text(["Main Street & Cross Road"]), rebuilt.encode_text(["Main Street & Cross Road"])
+        )
+
+
+def test_a_different_trunk_is_refused(model, tmp_path: Path):
+    payload = slim_payload(model)
+    payload["text_trunk"] = {**payload["text_trunk"], "sha256": "0" * 64}
+    torch.save(payload, tmp_path / "slim.pt")
+    with pytest.raises(AddressclipError, match="text trunk"):
+        load_checkpoint(tmp_path / "slim.pt")
+
+
+def test_a_run_starts_from_a_slim_checkpoint(model, tmp_path: Path):
+    torch.save(slim_payload(model), tmp_path / "slim.pt")
+    config = load_config("tiny", [*TINY_MINILM, f"model.init={tmp_path / 'slim.pt'}"])
+    started = build_model(config.model)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, started.state_dict()[key]), key
+    assert resolve_init(tmp_path / "slim.pt") == tmp_path / "slim.pt"
