@@ -120,6 +120,9 @@ class PretrainConfig:
     lr: float = 5e-4
     splits: tuple[str, ...] = ("train",)  # splits of `data` used (never the evaluation split)
     extra_data: tuple[str, ...] = ()  # further manifests used whole (e.g. the Karhula world)
+    # rows of these cities (manifest column `city`) never reach pretraining, in any manifest: the
+    # foundation street CLIP must not see the cities it is evaluated on
+    exclude_cities: tuple[str, ...] = ()
 
 
 @dataclass

@@ -39,6 +39,7 @@ def make_toy_manifest(
     image_size: tuple[int, int] = (48, 40),
     seed: int = 0,
     name: str = "toy",
+    city: str | None = None,
 ) -> Path:
     """Write `folder/images/*.jpg` and `folder/manifest.parquet`; returns the manifest path.
 
@@ -86,6 +87,7 @@ def make_toy_manifest(
                     "neighbourhood": f"{name.title()} District",
                     "caption": f"A street view of a {['red', 'green', 'blue', 'grey'][k % 4]} facade {k}",
                     "split": split,
+                    "city": city,
                 }
             )
     frame = pd.DataFrame(rows)

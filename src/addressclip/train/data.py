@@ -4,7 +4,8 @@
   candidate set is every address of the manifest.
 - pretrain stage (`addressclip pretrain`): caption-only pairs from the manifest's `pretrain.splits`
   (train only by default: never the evaluation split) plus every row of `pretrain.extra_data`
-  (e.g. the Karhula world); the street CLIP's zero-shot SSA-k is measured on the val split.
+  (e.g. the Karhula world), minus every row of a city in `pretrain.exclude_cities` (the foundation
+  never sees its evaluation cities); the street CLIP's zero-shot SSA-k is measured on the val split.
 """
 
 from __future__ import annotations
@@ -83,7 +84,14 @@ def load_stage_data(
         other_frame = other.frame.reset_index(drop=True)
         other_images = _images(other.path, other_frame, other.image_root, config, image_size, interpolation)
         parts.append((other_images, np.arange(len(other_frame)), other_frame, other.path))
+    parts = [
+        (imgs, _without_cities(rows, f, config.pretrain.exclude_cities), f, p) for imgs, rows, f, p in parts
+    ]
     combined = pd.concat([f.iloc[rows] for _, rows, f, _ in parts], ignore_index=True)
+    if not len(combined):
+        raise ConfigError(
+            f"no pretraining images left after pretrain.exclude_cities={list(config.pretrain.exclude_cities)}"
+        )
     captions = combined["caption"]
     if not captions.map(lambda c: isinstance(c, str) and bool(c.strip())).all():
         first = next(p for _, rows, f, p in parts if f.iloc[rows]["caption"].isna().any())
@@ -97,3 +105,11 @@ def load_stage_data(
         "{caption}",
     )
     return StageData(train, val, test, vocabulary, [p for _, _, _, p in parts])
+
+
+def _without_cities(rows: np.ndarray, frame: pd.DataFrame, excluded: tuple[str, ...]) -> np.ndarray:
+    """`rows` minus those whose `city` is excluded (rows without a city are kept)."""
+    if not excluded or "city" not in frame.columns:
+        return rows
+    cities = frame["city"].to_numpy()[rows]
+    return rows[~pd.Series(cities).isin(set(excluded)).to_numpy()]
