@@ -297,3 +297,45 @@ def test_a_resumed_run_without_a_log_starts_one(world: Path, tmp_path: Path):
     result = train_model(_run_config(world, out, "optim.epochs=2"), resume="latest")
     records = read_metrics(out / "metrics.jsonl")
     assert records[0]["kind"] == "resume" and records[-1]["step"] == result.steps
+
+
+# ------------------------------------------------------------- one-line errors of other commands (item 9)
+
+
+def _photo(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "photo.jpg"
+    Image.new("RGB", (40, 32), (120, 80, 60)).save(path)
+    return path
+
+
+def test_predict_out_folder_is_refused_before_the_model_loads(tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    never_read = tmp_path / "no-model.pt"  # the --out check comes first: no model is needed to see it
+    argv = ["predict", "--model", str(never_read), "--out", str(results), str(_photo(tmp_path))]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "--out" in err and str(results) in err and "is a folder" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_predict_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path: Path, capsys):
+    argv = ["predict", "--model", str(tmp_path / "no-model.pt"), "--device", "cuda", str(_photo(tmp_path))]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "--device" in err and "no CUDA device" in err
+
+
+def test_build_out_file_is_a_one_line_error(tmp_path: Path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    _photo(images)
+    taken = tmp_path / "dataset"
+    taken.write_text("mine")
+    argv = ["build", "--format", "exif", "--images", str(images), "--world", "karhula", "--out", str(taken)]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "--out" in err and str(taken) in err and "not a folder" in err
+    assert taken.read_text() == "mine"
