@@ -195,15 +195,19 @@ def test_zero_byte_latest_stops_resume_with_one_line(world: Path, tmp_path: Path
 
 
 def test_non_checkpoint_files_say_what_they_are_and_what_was_expected(tmp_path: Path):
+    real = tmp_path / "real.pt"
+    torch.save({"format": "x", "weights": torch.zeros(2048)}, real)
+    (tmp_path / "notes.pt").write_bytes(b"these are my notes, not weights\n" * 20)
+    (tmp_path / "cut.pt").write_bytes(real.read_bytes()[:3000])
+    torch.save({"visual.proj": torch.zeros(2, 2), "logit_scale": torch.ones(())}, tmp_path / "clip.pt")
     cases = {
-        "notes.pt": (b"these are my notes, not weights\n" * 20, "not a torch file"),
-        "cut.pt": (None, "truncated torch file"),
+        "notes.pt": "not a torch file",
+        "cut.pt": "truncated torch file",
+        "clip.pt": "a bare state dict of 2 tensors",  # open_clip weights given where a model goes
+        "real.pt": "a torch file holding a dict (keys 'format', 'weights'; format 'x')",
     }
-    source = tmp_path / "real.pt"
-    torch.save({"format": "x", "weights": torch.zeros(2048)}, source)
-    for name, (data, what) in cases.items():
+    for name, what in cases.items():
         path = tmp_path / name
-        path.write_bytes(data if data is not None else source.read_bytes()[:3000])
         with pytest.raises(AddressclipError) as info:
             read_checkpoint(path)
         message = str(info.value)

@@ -62,6 +62,20 @@ def _unreadable(path: Path, error: Exception) -> InputError:
     return InputError(path, None, f"{what} — expected {EXPECTED}")
 
 
+def _describe(payload: object) -> str:
+    """What a loadable torch file that is not a checkpoint holds (a common mix-up: open_clip weights)."""
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return (
+            f"a bare state dict of {len(payload)} tensors (weights without a model config, e.g. open_clip "
+            "weights, which go to --pretrained / model.pretrained)"
+        )
+    if isinstance(payload, dict):
+        keys = ", ".join(repr(k) for k in list(payload)[:5]) + (", ..." if len(payload) > 5 else "")
+        found = payload.get("format")
+        return f"a torch file holding a dict (keys {keys}{f'; format {found!r}' if found else ''})"
+    return f"a torch file holding a {type(payload).__name__}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
@@ -73,7 +87,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as error:  # torch raises several types for a damaged or foreign file
         raise _unreadable(path, error) from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, "format", f"not {EXPECTED}")
+        raise InputError(path, None, f"{_describe(payload)}, not {EXPECTED}")
     if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
         raise InputError(path, "version", "written by a newer addressclip; upgrade to read it")
     return payload
