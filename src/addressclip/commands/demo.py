@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 
 from addressclip.commands.common import (
+    add_extract_arguments,
     add_overrides_argument,
     add_partition_arguments,
+    bbox_from_args,
     partition_config_from_args,
 )
 
@@ -18,9 +20,9 @@ from addressclip.commands.common import (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="render the Helsinki world, pretrain, train, evaluate and predict (the make demo pipeline)",
+        help="render the Helsinki world, fine-tune, evaluate and predict (the make demo pipeline)",
         description="Run the embedded pipeline end to end on the CPU: render street views over the "
-        "bundled Helsinki OpenStreetMap extract, pretrain a caption-only street CLIP, fine-tune "
+        "bundled Helsinki OpenStreetMap extract, start from the shipped street CLIP, fine-tune "
         "AddressCLIP, write the benchmark report and predict held-out images. Stages are cached.",
     )
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
@@ -28,8 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default="cpu", help="training preset (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--init",
+        default="foundation",
+        metavar="foundation|pretrain|PATH",
+        help="the street CLIP AddressCLIP starts from: the shipped foundation (default; pretrained on "
+        "other cities), 'pretrain' (pretrain on this world's train split first), or a checkpoint",
+    )
+    parser.add_argument(
         "--skip-report", action="store_true", help="stop after training and prediction (no benchmark)"
     )
+    add_extract_arguments(parser)
     add_partition_arguments(parser)
     add_overrides_argument(parser, "training config overrides")
     parser.set_defaults(func=run)
@@ -47,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             report=not args.skip_report,
             overrides=tuple(args.overrides),
             partition=partition_config_from_args(args),
+            bbox=bbox_from_args(args),
+            init=args.init,
         )
     )
     return 0

@@ -21,6 +21,11 @@ class DemoOptions:
     report: bool = True
     overrides: tuple[str, ...] = ()
     partition: object = None  # geo.partition.PartitionConfig for the render (None: the default rules)
+    bbox: object = None  # geo.bbox.BBox: only this part of the extract (None: the world's default)
+    # where AddressCLIP starts: 'foundation' (the street CLIP shipped in the package, pretrained on
+    # other cities), 'pretrain' (a caption-only street CLIP pretrained on this world's train split, the
+    # round-1 regime), or a checkpoint path
+    init: str = "foundation"
 
 
 def _banner(step: str, command: str) -> None:
@@ -58,7 +63,6 @@ def _same_config(out: Path, config_text: str) -> bool:
 
 
 def run_demo(options: DemoOptions) -> None:
-    from addressclip.train.pretrain import run_pretraining
     from addressclip.world import render_world
 
     out = Path(options.out)
@@ -72,29 +76,17 @@ def run_demo(options: DemoOptions) -> None:
     t = time.perf_counter()
     world_dir = out / "world"
     _banner("1/5 render the embedded world", f"addressclip render --world {options.world} --out {world_dir}")
-    render_world(options.world, world_dir, seed=options.seed, partition=options.partition)
+    render_world(options.world, world_dir, seed=options.seed, partition=options.partition, bbox=options.bbox)
     manifest = world_dir / "manifest.parquet"
     print((world_dir / "reference.md").read_text(encoding="utf-8"))
     t = lap("render", t)
 
     data = [f"data={manifest}", f"seed={options.seed}", *options.overrides]
-    pretrain_dir = out / "pretrain"
-    _banner(
-        "2/5 pretrain the caption-only street CLIP",
-        f"addressclip pretrain --config {options.config} data={manifest} out={pretrain_dir}",
-    )
-    pre_config = load_config(options.config, [*data, f"out={pretrain_dir}"])
-    # a killed pretraining run (checkpoint but no finished model) continues where it stopped
-    interrupted = (pretrain_dir / "checkpoints" / "latest.pt").is_file() and not (
-        pretrain_dir / MODEL_FILE
-    ).is_file()
-    pretrained, reused = run_pretraining(pre_config, resume="latest" if interrupted else None)
-    print(f"street CLIP: {pretrained.model_path} ({'reused' if reused else 'trained'})")
-    print(f"zero-shot on test: {_fmt(pretrained.test)}")
+    street_clip = _street_clip(options, out, manifest, data)
     t = lap("pretrain", t)
 
     train_dir = out / "train"
-    init = f"model.init={pretrained.model_path}"
+    init = f"model.init={street_clip}"
     _banner(
         "3/5 fine-tune AddressCLIP (L_address + L_caption + L_geo)",
         f"addressclip train --config {options.config} data={manifest} out={train_dir} {init}",
@@ -107,7 +99,7 @@ def run_demo(options: DemoOptions) -> None:
     if options.report:
         _banner(
             "4/5 benchmark report",
-            f"addressclip benchmark --suite demo --data {manifest} --init {pretrained.model_path} "
+            f"addressclip benchmark --suite demo --data {manifest} --init {street_clip} "
             f"--model {model_path} --out {out / 'report'}",
         )
         from addressclip.benchmark.options import BenchmarkOptions
@@ -120,7 +112,7 @@ def run_demo(options: DemoOptions) -> None:
                 out=out / "report",
                 preset=options.config,
                 overrides=tuple(data),
-                init=Path(pretrained.model_path),
+                init=Path(street_clip),
                 model=Path(model_path),
                 command="make demo",
             )
@@ -146,6 +138,63 @@ def run_demo(options: DemoOptions) -> None:
         f"\ndemo finished in {timings['total']:.0f} s: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     )
+
+
+def _street_clip(options: DemoOptions, out: Path, manifest: Path, data: list[str]) -> Path:
+    """Stage 2: the street CLIP AddressCLIP starts from (the shipped foundation when it fits the
+    preset's architecture, else a per-city pretraining run, cached by its parameters)."""
+    from addressclip.resources.shipped_model import FOUNDATION_NAME, foundation_checkpoint
+    from addressclip.train.pretrain import run_pretraining
+
+    init = options.init
+    if init == FOUNDATION_NAME:
+        reason = _foundation_mismatch(options.config, data)
+        if reason is None:
+            path = foundation_checkpoint()
+            _banner(
+                "2/5 the street CLIP: the shipped foundation (pretrained on other cities)",
+                f"model.init={path}",
+            )
+            return path
+        print(
+            f"\n(the shipped foundation does not fit this run: {reason}; pretraining on this world instead)"
+        )
+        init = "pretrain"
+    if init != "pretrain":
+        _banner("2/5 the street CLIP: given", f"model.init={init}")
+        return Path(init)
+    pretrain_dir = out / "pretrain"
+    _banner(
+        "2/5 pretrain the caption-only street CLIP on this world",
+        f"addressclip pretrain --config {options.config} data={manifest} out={pretrain_dir}",
+    )
+    pre_config = load_config(options.config, [*data, f"out={pretrain_dir}"])
+    # a killed pretraining run (checkpoint but no finished model) continues where it stopped
+    interrupted = (pretrain_dir / "checkpoints" / "latest.pt").is_file() and not (
+        pretrain_dir / MODEL_FILE
+    ).is_file()
+    pretrained, reused = run_pretraining(pre_config, resume="latest" if interrupted else None)
+    print(f"street CLIP: {pretrained.model_path} ({'reused' if reused else 'trained'})")
+    print(f"zero-shot on test: {_fmt(pretrained.test)}")
+    assert pretrained.model_path is not None
+    return Path(pretrained.model_path)
+
+
+def _foundation_mismatch(preset: str, data: list[str]) -> str | None:
+    """Why the shipped foundation cannot start this preset's model (None: it can)."""
+    from addressclip.errors import AddressclipError
+    from addressclip.model.backbone import open_clip_config
+    from addressclip.model.checkpoint import read_checkpoint
+    from addressclip.resources.shipped_model import foundation_checkpoint
+
+    try:
+        payload = read_checkpoint(foundation_checkpoint())
+    except AddressclipError as error:
+        return str(error)
+    config = load_config(preset, data)
+    if payload["open_clip_config"] != open_clip_config(config.model):
+        return f"preset '{preset}' builds another architecture"
+    return None
 
 
 def _main_table(report: Path) -> str:
