@@ -53,3 +53,20 @@ def test_a_run_starts_from_a_slim_checkpoint(model, tmp_path: Path):
     for key, value in model.state_dict().items():
         assert torch.equal(value, started.state_dict()[key]), key
     assert resolve_init(tmp_path / "slim.pt") == tmp_path / "slim.pt"
+
+
+def test_pretrain_writes_a_slim_checkpoint_that_starts_training(tmp_path: Path, capsys):
+    from addressclip.cli import main
+    from addressclip.testing.toyworld import make_toy_manifest
+
+    world = make_toy_manifest(tmp_path / "world", addresses=4, per_address=6)
+    slim = tmp_path / "street-clip.pt"
+    argv = ["pretrain", "--config", "tiny", *TINY_MINILM, f"data={world}", f"out={tmp_path / 'pre'}",
+            "--slim-out", str(slim), "train.threads=1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "slim checkpoint" in capsys.readouterr().out
+    full = load_checkpoint(tmp_path / "pre" / "model.pt")
+    rebuilt = load_checkpoint(slim)
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(full.encode_image(images), rebuilt.encode_image(images))

@@ -4,6 +4,7 @@ start from (images of the train split and of `pretrain.extra_data`; never the ev
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from addressclip.commands.common import add_run_config_arguments, format_metrics, run_config_from_args
 
@@ -18,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_run_config_arguments(parser)
     parser.add_argument("--force", action="store_true", help="retrain even if a matching result exists")
+    parser.add_argument(
+        "--slim-out",
+        metavar="FILE",
+        help="also write the result as a slim checkpoint (the packaged MiniLM trunk left out), the form "
+        "the foundation model ships in",
+    )
     parser.set_defaults(func=run)
 
 
@@ -30,4 +37,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"street CLIP: {result.model_path}  ({state})")
     print(f"zero-shot on val: {format_metrics(result.final_val)}")
     print(f"zero-shot on test: {format_metrics(result.test)}")
+    if args.slim_out:
+        import torch
+
+        from addressclip.atomic import atomic_path
+        from addressclip.digest import file_digest
+        from addressclip.model.factory import load_checkpoint
+        from addressclip.model.shipping import slim_payload
+
+        with atomic_path(args.slim_out) as tmp:
+            torch.save(slim_payload(load_checkpoint(result.model_path)), tmp)
+        size = Path(args.slim_out).stat().st_size / 2**20
+        print(f"slim checkpoint: {args.slim_out} ({size:.1f} MiB, sha256 {file_digest(args.slim_out)})")
     return 0
