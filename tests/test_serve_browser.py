@@ -30,6 +30,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1280,900",
 )
 TIMEOUT_S = 30
+VIEW_BOX = "return document.getElementById('map').getAttribute('viewBox')"
 
 
 def _browser_paths() -> tuple[str, str]:
@@ -87,6 +88,37 @@ def test_web_page_photo_to_top5_and_map(world: TrainedWorld, browser, tmp_path: 
         browser.get(server.url + "/")
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#map[data-ready='1']")))
         assert len(browser.find_elements(By.CSS_SELECTOR, "#streets path")) == 170
+        # a readable map before any photo: footprints, street names, a scale bar, no stray marker
+        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#map[data-buildings='1']")))
+        assert int(browser.find_element(By.ID, "buildings").get_attribute("data-count")) > 100
+        assert browser.find_elements(By.CSS_SELECTOR, "#buildings path.footprints")
+        labels = browser.find_elements(By.CSS_SELECTOR, "#labels text.street-label")
+        assert len(labels) >= 10 and "Hurukselantie" in {
+            label.get_attribute("data-street") for label in labels
+        }
+
+        def shown_labels() -> int:  # names are drawn only where they fit along their street
+            return sum(label.get_attribute("hidden") is None for label in labels)
+
+        zoomed_out = shown_labels()
+        assert zoomed_out >= 1
+        caption = browser.find_element(By.ID, "map-info").text
+        assert caption.startswith(f"{len(predictor.gallery)} candidate sub-streets"), caption
+        display = "return getComputedStyle(document.getElementById('marker')).display"
+        assert browser.execute_script(display) == "none"  # no 'estimated point' before a photo
+        scale_text = browser.find_element(By.ID, "scale-text").text
+        assert scale_text.endswith((" m", " km")), scale_text
+        before = float(browser.find_element(By.ID, "scale").get_attribute("data-metres"))
+        view = browser.execute_script(VIEW_BOX)
+        browser.find_element(By.ID, "zoom-in").click()
+        browser.find_element(By.ID, "zoom-in").click()
+        assert browser.execute_script(VIEW_BOX) != view
+        assert float(browser.find_element(By.ID, "scale").get_attribute("data-metres")) < before
+        assert shown_labels() > max(zoomed_out, 3)  # closer in, more names fit
+        zoomed_in = tmp_path / "web_page_zoomed.png"
+        assert browser.save_screenshot(str(zoomed_in))
+        browser.find_element(By.ID, "zoom-reset").click()
+        assert browser.execute_script(VIEW_BOX) == view
 
         # a file that is not an image: the page shows the service's message
         bad = tmp_path / "notes.jpg"
@@ -105,6 +137,9 @@ def test_web_page_photo_to_top5_and_map(world: TrainedWorld, browser, tmp_path: 
         best = browser.find_element(By.CSS_SELECTOR, "#highlights path.rank-1")
         assert best.get_attribute("data-address-id") == expected.top.address_id
         assert len(browser.find_elements(By.CSS_SELECTOR, "#highlights path.predicted")) == 5
+        badges = browser.find_elements(By.CSS_SELECTOR, "#ranks g.rank-badge")
+        assert sorted(b.get_attribute("data-rank") for b in badges) == ["1", "2", "3", "4", "5"]
+        assert browser.execute_script(display) != "none"
         marker = browser.find_element(By.ID, "marker")
         assert (
             marker.get_attribute("hidden") is None
@@ -133,6 +168,29 @@ def test_web_page_photo_to_top5_and_map(world: TrainedWorld, browser, tmp_path: 
         assert browser.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
         print(f"screenshot: {screenshot}")
+
+        # several photos at once: a sequence, decoded on the street graph and drawn as a path
+        # the page orders photos by file name; the slipped-in photo is of a sub-street far from this one
+        far = world.train_images[list(world.train_images)[2]][0]
+        walk = []
+        for index, photo in enumerate([*images[:3], far, *images[3:6]], start=1):
+            walk.append(tmp_path / f"walk-{index:02d}.jpg")
+            walk[-1].write_bytes(photo.read_bytes())
+        browser.find_element(By.ID, "file").send_keys("\n".join(str(p) for p in walk))
+        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "body[data-sequence='1']")))
+        steps = browser.find_elements(By.CSS_SELECTOR, "#results .step")
+        assert len(steps) == len(walk) and all(address in step.text for step in steps)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#results .step.changed")) == 1
+        decoded = browser.find_elements(By.CSS_SELECTOR, "#path-layer path.decoded")
+        assert [p.get_attribute("data-address-id") for p in decoded] == [expected.top.address_id]
+        assert [b.get_attribute("data-rank") for b in browser.find_elements(By.CSS_SELECTOR, "#ranks g")] == [
+            f"1–{len(walk)}",
+            "4",  # the slipped-in photo's own answer
+        ]
+        assert browser.find_elements(By.CSS_SELECTOR, "#highlights path") == []
+        sequence_shot = tmp_path / "web_page_sequence.png"
+        assert browser.save_screenshot(str(sequence_shot))
+        print(f"screenshot: {sequence_shot}")
         errors = [
             e
             for e in browser.get_log("browser")
