@@ -200,7 +200,7 @@ class Trainer:
         self.best = BestCheckpoints(self.checkpoints, config.train.keep_best)
         self.position = _Position()
         self.history: list[dict[str, Any]] = []
-        self.keep_previous = True  # off after resuming from previous.pt: latest.pt is the damaged one
+        self.rotate_latest = True  # off after resuming from previous.pt: latest.pt is the damaged one
 
     def warm_text_cache(self) -> None:
         """Frozen text tower: its trunk features for every training string and candidate address,
@@ -234,9 +234,9 @@ class Trainer:
 
     def save_latest(self) -> None:
         if self.ctx.is_main:
-            if self.keep_previous:
+            if self.rotate_latest:
                 keep_previous(self.checkpoints / LATEST)
-            self.keep_previous = True
+            self.rotate_latest = True
             save_checkpoint(
                 self.checkpoints / LATEST,
                 self.model,
@@ -248,7 +248,7 @@ class Trainer:
 
     def resume(self, resume: str) -> None:
         path, payload = read_resume_checkpoint(self.out, resume)
-        self.keep_previous = path.resolve() != (self.checkpoints / PREVIOUS).resolve()
+        self.rotate_latest = path.resolve() != (self.checkpoints / PREVIOUS).resolve()
         if "training" not in payload:
             raise AddressclipError(f"--resume: {path} is a model-only checkpoint (no training state)")
         saved = payload.get("run_config", {})
