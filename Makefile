@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum
 DEMO_DIR ?= runs/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-fast lint speed clean
+.PHONY: install demo test test-fast lint speed foundation clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: $(STAMP)
 
 speed: $(STAMP)
 	$(PY) speed/bench_addressbook.py
+
+# Rebuild the shipped street-CLIP foundation (see src/addressclip/resources/foundation/MODEL_CARD.md):
+# render the training cities' atlas, pretrain on it without the evaluation cities, write the slim file.
+FOUNDATION := src/addressclip/resources/foundation/street-clip-foundation.pt
+foundation: $(STAMP)
+	$(VENV)/bin/addressclip atlas --cities training --out runs/atlas --size 128 --spacing 20 --views 2
+	$(VENV)/bin/addressclip pretrain --config cpu data=runs/atlas/manifest.parquet out=runs/foundation \
+		'pretrain.exclude_cities=[helsinki,karhula,heidelberg]' --slim-out $(FOUNDATION)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -343,3 +343,29 @@ def test_build_out_file_is_a_one_line_error(tmp_path: Path, capsys):
     err = _one_line_error(capsys)
     assert "--out" in err and str(taken) in err and "not a folder" in err
     assert taken.read_text() == "mine"
+
+
+def test_an_output_path_under_a_file_is_a_one_line_error(tmp_path: Path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    argv = ["predict", "--model", str(tmp_path / "no-model.pt"), "--out", str(taken / "x" / "y.json"),
+            str(_photo(tmp_path))]  # fmt: skip
+    assert main(argv) == 2
+    assert "is a file" in _one_line_error(capsys)
+    images = tmp_path / "images"
+    images.mkdir()
+    _photo(images)
+    argv = [
+        "build",
+        "--format",
+        "exif",
+        "--images",
+        str(images),
+        "--world",
+        "karhula",
+        "--out",
+        str(taken / "sub"),
+    ]
+    assert main(argv) == 2
+    assert "not a folder" in _one_line_error(capsys)
+    assert taken.read_text() == "mine"

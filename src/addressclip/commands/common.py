@@ -242,8 +242,11 @@ def output_path(text: str | None, field: str, want: str = "file") -> Path | None
         raise ConfigError(f"{field}: {path} is a folder; give a file name")
     if want == "folder" and path.exists() and not path.is_dir():
         raise ConfigError(f"{field}: {path} exists and is not a folder")
-    if want == "file" and path.parent.exists() and not path.parent.is_dir():
-        raise ConfigError(f"{field}: {path.parent} is not a folder")
+    for parent in path.parents:  # a file anywhere up the path (FILE/x/y.json) cannot hold the output
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{field}: {parent} is a file, not a folder")
+            break
     return path
 
 

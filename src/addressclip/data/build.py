@@ -289,8 +289,11 @@ def build_dataset(
     partition = addressbook.config if addressbook is not None else (partition or PartitionConfig())
     images = Path(images)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder; give a folder for the dataset")
+    for folder in (out, *out.parents):  # a file anywhere up the path (FILE/sub) cannot hold the dataset
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"--out {out}: {folder} exists and is not a folder; give a folder")
+            break
     address_source = addresses or spec.addresses
     if address_source not in ADDRESS_SOURCES:
         raise ConfigError(f"address source '{address_source}' is not one of {', '.join(ADDRESS_SOURCES)}")

@@ -204,7 +204,8 @@ def build_backbone(
             else:
                 open_clip.load_checkpoint(clip, str(weights), strict=True)
         except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).splitlines()[0][:200]
+            lines = str(error).splitlines()
+            first = lines[0] if lines else type(error).__name__
             raise AddressclipError(
                 f"model.pretrained: {weights} does not fit model.arch={config.arch} ({first}); "
                 "OpenAI weights need model.arch=ViT-B-16-quickgelu"
