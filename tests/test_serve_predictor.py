@@ -99,18 +99,14 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
 
     with monkeypatch.context() as patch:
         patch.setattr(AddressPredictor, "_encode_texts", refuse)
-        again = load_predictor(
-            checkpoint, manifest=world.manifest, calibrate_threshold=False
-        )
+        again = load_predictor(checkpoint, manifest=world.manifest, calibrate_threshold=False)
     assert np.array_equal(again.embeddings.numpy(), first.embeddings.numpy())
 
     # another AddressBook (one street moved 5 m): another key, another file
     book = AddressBook.load(world.addressbook)
     row = book.table.index[book.table["address"] == first.gallery.addresses[0]][0]
     book.table.at[row, "geometry"] = shapely.affinity.translate(book.table.at[row, "geometry"], 5.0, 0.0)
-    load_predictor(
-        checkpoint, manifest=world.manifest, addressbook=book, calibrate_threshold=False
-    )
+    load_predictor(checkpoint, manifest=world.manifest, addressbook=book, calibrate_threshold=False)
     assert len(list((tmp_path / "run").glob("model.gallery-*.npz"))) == 2
 
     # other weights: another key
@@ -183,9 +179,7 @@ def test_add_addresses_without_retraining(world: TrainedWorld, tmp_path: Path, b
 def test_all_addresses_matches_the_whole_addressbook(
     world: TrainedWorld, predictor: AddressPredictor, book: AddressBook
 ):
-    everything = load_predictor(
-        world.checkpoint, all_addresses=True, calibrate_threshold=False
-    )
+    everything = load_predictor(world.checkpoint, all_addresses=True, calibrate_threshold=False)
     assert len(everything.gallery) == len(book) == 170
     seen = everything.gallery.table[everything.gallery.table["seen_in_training"]]
     assert sorted(seen["address"]) == sorted(predictor.gallery.addresses)
@@ -199,9 +193,7 @@ def test_a_checkpoint_whose_manifest_is_gone_says_what_to_pass(world: TrainedWor
     checkpoint = _copy_checkpoint(world, tmp_path / "run")
     payload = read_checkpoint(checkpoint)
     run_config = dict(payload["run_config"], data="moved/away/manifest.parquet")
-    model = load_predictor(
-        checkpoint, manifest=world.manifest, calibrate_threshold=False
-    ).model
+    model = load_predictor(checkpoint, manifest=world.manifest, calibrate_threshold=False).model
     save_checkpoint(checkpoint, model, run_config=run_config)
     with pytest.raises(AddressclipError, match="--manifest") as caught:
         load_predictor(checkpoint)

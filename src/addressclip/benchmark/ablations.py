@@ -56,6 +56,7 @@ ABLATIONS: tuple[AblationRow, ...] = (
     AblationRow("coverage", "100 % of locations"),
 )
 
+
 def coverage_manifest(data: EvalData, share: float, seed: int, out: Path) -> Path:
     """A copy of the manifest keeping `share` of each address's training capture locations (>= 1)."""
 
@@ -132,5 +133,3 @@ def run_ablations(bench: Bench) -> list[dict]:
         rows.append({"group": row.group, "label": row.label, "overrides": list(row.overrides),
                      "coverage": row.coverage, "runs": done[signature]})  # fmt: skip
     return rows
-
-

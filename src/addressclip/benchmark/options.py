@@ -54,7 +54,6 @@ class BenchmarkOptions:
     options: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
-
 def method_folder(out: Path, name: str, seed: int = 0) -> Path:
     return out / "methods" / name / f"seed{seed}"
 

@@ -128,5 +128,3 @@ def street_clip(options: BenchmarkOptions) -> Path:
     if result.model_path is None:
         raise AddressclipError("pretraining produced no model")
     return result.model_path
-
-

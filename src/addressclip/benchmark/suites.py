@@ -131,5 +131,3 @@ def _environment(encoder: FrozenEncoder) -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-
-

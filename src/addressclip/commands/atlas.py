@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from addressclip.commands.common import (
-    add_partition_arguments,
-    add_progress_argument,
-    partition_config_from_args,
-)
+from addressclip.commands.common import add_render_arguments, render_options_from_args
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,21 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="only this box of a city's extract (repeatable; a bare S,W,N,E when there is one city)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="atlas folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of every city's render (0)")
-    parser.add_argument("--size", default="128", metavar="PX|WxH", help="image size (128)")
-    parser.add_argument("--spacing", type=float, metavar="M", help="metres between capture points (12)")
-    parser.add_argument("--views", type=int, help="views per capture point (4)")
-    parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument(
-        "--split-ratios", default="0.8,0.1,0.1", metavar="T,V,T", help="per city, by location"
-    )
-    parser.add_argument("--min-points", type=int, default=5, help="merge addresses with fewer locations (5)")
-    parser.add_argument("--captioner", default="scene", help="'scene' (built-in), 'none', 'blip:DIR', ...")
-    add_partition_arguments(parser)
-    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="render every city again")
-    parser.add_argument("--no-pictures", action="store_true", help="skip contact sheets and maps")
-    add_progress_argument(parser)
+    add_render_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -98,7 +80,6 @@ def cities_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from addressclip.data.splits import parse_ratios
     from addressclip.resources import EVALUATION_CITIES
     from addressclip.world.atlas import render_atlas
 
@@ -106,23 +87,7 @@ def run(args: argparse.Namespace) -> int:
     held_out = [c.name for c in cities if c.name in EVALUATION_CITIES]
     if held_out:
         print(f"note: {', '.join(held_out)} are evaluation cities; a foundation pretrained here sees them")
-    result = render_atlas(
-        cities,
-        args.out,
-        seed=args.seed,
-        size=args.size,
-        spacing_m=args.spacing,
-        views=args.views,
-        workers=args.workers,
-        jpeg_quality=args.jpeg_quality,
-        split_ratios=parse_ratios(args.split_ratios),
-        min_points_per_address=args.min_points,
-        captioner=args.captioner,
-        partition=partition_config_from_args(args),
-        force=args.force,
-        pictures=not args.no_pictures,
-        progress=not args.quiet,
-    )
+    result = render_atlas(cities, args.out, **render_options_from_args(args))
     for line in result.summary_lines():
         print(line)
     return 0

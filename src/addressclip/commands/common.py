@@ -26,9 +26,7 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    parser.add_argument(
-        "--device", default=default, help=f"cpu, cuda, cuda:1 or auto (default: {default})"
-    )
+    parser.add_argument("--device", default=default, help=f"cpu, cuda, cuda:1 or auto (default: {default})")
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
@@ -320,3 +318,54 @@ def bbox_from_args(args: argparse.Namespace):
 
     text = getattr(args, "bbox", None)
     return None if text is None else BBox.parse(text, field="--bbox")
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a world is rendered (`render` and `atlas`): seed, size, spacing, views, splits, captions,
+    partition rules, workers, caching and pictures — the same words in both commands."""
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed (weather, occluders, jitter, splits)"
+    )
+    parser.add_argument(
+        "--size", default="128", metavar="PX|WxH", help="image size, e.g. 128 or 640x480 (128)"
+    )
+    parser.add_argument("--spacing", type=float, metavar="M", help="metres between capture points (preset)")
+    parser.add_argument("--views", type=int, help="views per capture point (preset; 4 = every 90 degrees)")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument(
+        "--split-ratios", default="0.8,0.1,0.1", metavar="T,V,T", help="by location, per city (0.8,0.1,0.1)"
+    )
+    parser.add_argument("--min-points", type=int, default=5, help="merge addresses with fewer locations (5)")
+    parser.add_argument(
+        "--captioner", default="scene",
+        help="'scene' (built-in, from the rendered content), 'none', 'blip:DIR' or 'module:factory'",
+    )  # fmt: skip
+    add_partition_arguments(parser)
+    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    parser.add_argument("--force", action="store_true", help="render even if the same render is there")
+    parser.add_argument("--no-pictures", action="store_true", help="skip contact sheets and maps")
+    add_progress_argument(parser)
+
+
+def render_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `render_world` / `render_atlas` that `add_render_arguments` sets."""
+    from addressclip.data.splits import parse_ratios
+
+    return {
+        "seed": args.seed,
+        "size": args.size,
+        "spacing_m": args.spacing,
+        "views": args.views,
+        "workers": args.workers,
+        "jpeg_quality": args.jpeg_quality,
+        "split_ratios": parse_ratios(args.split_ratios),
+        "min_points_per_address": args.min_points,
+        "captioner": args.captioner,
+        "partition": partition_config_from_args(args),
+        "force": args.force,
+        "pictures": not args.no_pictures,
+        "progress": not args.quiet,
+    }

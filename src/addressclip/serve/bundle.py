@@ -32,7 +32,6 @@ from addressclip.serve import cache
 from addressclip.serve.gallery import GALLERY_COLUMNS, AddressGallery
 
 if TYPE_CHECKING:
-
     from addressclip.serve.predictor import AddressPredictor
 
 BUNDLE_FORMAT = "addressclip-bundle"

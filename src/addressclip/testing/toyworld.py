@@ -93,7 +93,9 @@ def make_toy_manifest(
     frame = pd.DataFrame(rows)
     return write_manifest(frame, folder / "manifest.parquet", images)
 
+
 # --------------------------------------------------------------------------------------------- street world
+
 
 def _choose_rows(table: pd.DataFrame, count: int, per_street: int = 3) -> list[int]:
     """Chains of touching sub-streets (neighbours) along the streets with the most pieces."""
@@ -228,6 +230,7 @@ def toy_baseline_world(folder: str | Path, feature_store: Path | None = None):
     """(EvalData, FrozenEncoder, street CLIP path) of a toy world built in `folder`."""
     manifest, init = build_toy_baseline_world(folder)
     return open_toy_baseline_world(manifest, init, feature_store)
+
 
 # -------------------------------------------------------------------------------------------- served world
 
