@@ -9,6 +9,11 @@ and turns every failure into an `ImageRejected` whose `code` maps to an HTTP sta
 The geometry of the view (shorter side resized to the model's size, centre crop, JPEG draft
 decoding) is the one `addressclip.data.transforms.decode_square` gives training images, so that a
 photo predicted here is preprocessed exactly as the images the model was trained on.
+
+Phone cameras store most photos sideways and record how to turn them in the EXIF Orientation tag;
+every viewer honours it, so the photo a user sees is the turned one. `square_pixels` turns it too
+(after the cheap draft decode, so a 12-MP portrait photo costs no more than a landscape one):
+otherwise the model would be shown a street lying on its side.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import Transpose
 
-from addressclip.data.transforms import square_uint8 as to_square
+from addressclip.data.pixels import square_uint8 as to_square
 from addressclip.errors import InputError
 
 # Formats a street photo arrives in (PIL's JPEG opener also reads MPO, what many phone cameras write).
@@ -132,6 +138,45 @@ def _wide_to_8bit(image: Image.Image, name: str) -> Image.Image:
     return Image.fromarray(scaled)
 
 
+EXIF_ORIENTATION = 0x0112
+# EXIF Orientation value -> the transpose that shows the photo upright (1 = already upright).
+_UPRIGHT: dict[int, Transpose] = {
+    2: Transpose.FLIP_LEFT_RIGHT,
+    3: Transpose.ROTATE_180,
+    4: Transpose.FLIP_TOP_BOTTOM,
+    5: Transpose.TRANSPOSE,
+    6: Transpose.ROTATE_270,  # PIL's angles are counter-clockwise: 270 is a quarter turn clockwise
+    7: Transpose.TRANSVERSE,
+    8: Transpose.ROTATE_90,
+}
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF Orientation of an image (header only); 1 when absent or unreadable.
+
+    A malformed EXIF block is common in edited photos; it must not reject an otherwise good image.
+    """
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+        return int(value) if value in _UPRIGHT else 1
+    except Exception:  # PIL raises many kinds for broken EXIF blocks; any of them means "no tag"
+        return 1
+
+
+def _upright(image: Image.Image, draft_size: int | None) -> Image.Image:
+    """The image as a viewer shows it (EXIF Orientation applied); the same object when upright.
+
+    `draft_size` (the model's size) lets a JPEG be decoded at a reduced scale first, as `square_uint8`
+    would have done; the draft box is square, so turning afterwards scales both sides alike.
+    """
+    method = _UPRIGHT.get(_orientation(image))
+    if method is None:
+        return image
+    if draft_size is not None:
+        image.draft("RGB", (draft_size * 2, draft_size * 2))
+    return image.transpose(method)
+
+
 def _read_path(path: Path, max_bytes: int) -> Path:
     if not path.is_file():
         raise ImageRejected(path, "not_found", "file not found" if not path.exists() else "not a file")
@@ -162,9 +207,10 @@ def square_pixels(
             raise ImageRejected(
                 label, "too_many_pixels", f"image is {width}x{height}, above {max_pixels:,} pixels"
             )
-        if source.mode in _WIDE_MODES:
-            source = _wide_to_8bit(source, label)
         try:
+            source = _upright(source, None)
+            if source.mode in _WIDE_MODES:
+                source = _wide_to_8bit(source, label)
             return to_square(source, size, interpolation, draft=False)
         except (OSError, ValueError) as error:
             raise ImageRejected(label, "corrupt_image", f"cannot decode the image ({error})") from None
@@ -183,11 +229,12 @@ def square_pixels(
     image = _open(data, label, max_pixels)
     try:
         with image:
-            if image.mode in _WIDE_MODES:
-                wide = _wide_to_8bit(image, label)
+            upright = _upright(image, size)
+            if upright.mode in _WIDE_MODES:
+                wide = _wide_to_8bit(upright, label)
                 with wide:
                     return to_square(wide, size, interpolation, draft=False)
-            return to_square(image, size, interpolation)
+            return to_square(upright, size, interpolation, draft=upright is image)
     except Image.DecompressionBombError:
         raise ImageRejected(
             label, "too_many_pixels", "image has too many pixels (decompression bomb guard)"
