@@ -39,14 +39,17 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_threads(args: argparse.Namespace) -> None:
-    """Check `--threads` and set torch's CPU threads from it."""
+    """Check `--threads` and set torch's CPU threads from it (when torch is installed)."""
     from addressclip.errors import ConfigError
-    from addressclip.model.device import set_threads
+    from addressclip.serve.onnx_backend import torch_installed
 
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, not {threads}")
-    set_threads(threads)
+    if threads is not None and torch_installed():
+        from addressclip.model.device import set_threads
+
+        set_threads(threads)
 
 
 def device_from_args(args: argparse.Namespace):
@@ -127,14 +130,30 @@ def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") 
     add_threads_argument(parser)
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """`--backend`: what embeds the photos (predict and serve)."""
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="torch, or onnx: the bundle's image_encoder.onnx on onnxruntime (CPU; needs a bundle from "
+        "`export --onnx` and the onnx extra; no new address texts). auto: torch when installed (default)",
+    )
+
+
 def predictor_from_args(args: argparse.Namespace, progress: bool = True):
     """The `AddressPredictor` that `add_model_arguments`' options describe."""
     from addressclip.serve.loading import load_predictor
+    from addressclip.serve.onnx_backend import torch_installed
 
     apply_threads(args)
+    backend = getattr(args, "backend", "auto")
+    torch_device = backend != "onnx" and torch_installed()
     return load_predictor(
         args.model,
-        device=device_from_args(args),
+        backend=backend,
+        threads=getattr(args, "threads", None),
+        device=device_from_args(args) if torch_device else args.device,
         manifest=args.manifest,
         addressbook=args.addressbook,
         all_addresses=args.all_addresses,

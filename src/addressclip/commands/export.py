@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="the bundle folder to write")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write the image tower as image_encoder.onnx (checked with onnx.checker and against "
+        "torch), so `--backend onnx` predicts with onnxruntime; needs the onnx extra",
+    )
     parser.set_defaults(func=run)
 
 
@@ -27,11 +33,13 @@ def _folder_mib(folder) -> float:
 
 def run(args: argparse.Namespace) -> int:
     predictor = predictor_from_args(args)
-    out = predictor.export(args.out, force=args.force)
+    out = predictor.export(args.out, force=args.force, onnx=args.onnx)
     gallery = predictor.gallery
     seen = int(gallery.table["seen_in_training"].sum())
     print(f"bundle: {out} ({_folder_mib(out):.1f} MiB)")
     print(f"addresses: {len(gallery)} ({seen} seen in training)")
+    if args.onnx:
+        print(f"image tower: {out / 'image_encoder.onnx'} (onnxruntime: --backend onnx)")
     calibration = predictor.calibration
     if calibration is not None:
         print(

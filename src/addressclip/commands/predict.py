@@ -11,7 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from addressclip.commands.common import add_model_arguments, output_path, predictor_from_args
+from addressclip.commands.common import (
+    add_backend_argument,
+    add_model_arguments,
+    output_path,
+    predictor_from_args,
+)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_LISTED_SKIPS = 20
@@ -52,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     add_model_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("--top-k", type=int, default=5, help="addresses per photo (default: 5)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     parser.add_argument("--out", metavar="FILE", help="write the output here (atomically) instead of stdout")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from addressclip.commands.common import add_model_arguments, predictor_from_args
+from addressclip.commands.common import add_backend_argument, add_model_arguments, predictor_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/v1/network, /healthz) and the web page at /. API reference at /docs.",
     )
     add_model_arguments(parser, flag="--bundle")
+    add_backend_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free port)")
     parser.add_argument(

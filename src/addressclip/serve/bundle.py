@@ -7,6 +7,8 @@
                          (WKB, UTM metres; the zone is in bundle.json)
       gallery.npz        the gallery's text embeddings, keyed by model.pt's hash + the gallery content
       addressbook/       the AddressBook (the whole street network, for the map), when there was one
+      image_encoder.onnx the image tower as ONNX (`export --onnx`, see `serve.onnx_backend`); its
+                         entry `image_encoder` in bundle.json holds the input, the scale and versions
 
 Nothing in it points outside the folder, so it can be copied to a machine that has neither the
 training manifest nor its images. The folder is assembled beside the target and renamed into place,
@@ -77,8 +79,13 @@ def _check_target(out: Path, force: bool) -> None:
             raise AddressclipError(f"{out}: a bundle is already there; pass --force to replace it")
 
 
-def export_bundle(predictor: AddressPredictor, out: str | os.PathLike[str], force: bool = False) -> Path:
-    """Write `predictor` (weights, preprocessing, gallery + embeddings, calibration, AddressBook)."""
+def export_bundle(
+    predictor: AddressPredictor, out: str | os.PathLike[str], force: bool = False, onnx: bool = False
+) -> Path:
+    """Write `predictor` (weights, preprocessing, gallery + embeddings, calibration, AddressBook);
+    `onnx` adds the image tower as image_encoder.onnx (readers without ONNX support ignore it)."""
+    if predictor.model is None:
+        raise AddressclipError("export writes model.pt from the torch model; load with backend='torch'")
     import torch
 
     from addressclip.model.checkpoint import model_payload
@@ -101,6 +108,11 @@ def export_bundle(predictor: AddressPredictor, out: str | os.PathLike[str], forc
         _write_gallery_table(gallery, staging / ADDRESSES_FILE)
         if predictor.addressbook is not None:
             predictor.addressbook.save(staging / ADDRESSBOOK_DIR)
+        image_encoder = None
+        if onnx:
+            from addressclip.serve.onnx_export import export_image_encoder
+
+            image_encoder = export_image_encoder(predictor.model, staging)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         for path in files:
             path.chmod(0o644)  # atomic writes create private temp files; a bundle is meant to be shared
@@ -117,6 +129,7 @@ def export_bundle(predictor: AddressPredictor, out: str | os.PathLike[str], forc
             "projection": None if gallery.projection is None else gallery.projection.label,
             "preprocess": dict(predictor.model.preprocess),
             "calibration": predictor.calibration.to_dict() if predictor.calibration else None,
+            **({"image_encoder": image_encoder} if image_encoder else {}),
             "files": {p.relative_to(staging).as_posix(): cache.file_sha256(p) for p in files},
         }
         (staging / BUNDLE_FILE).write_text(

@@ -3,21 +3,21 @@
 `path` is a checkpoint (`model.pt`), a run folder holding one, or an exported bundle folder. A
 checkpoint finds its gallery through the training manifest it names (or `manifest=`), a bundle
 carries its own and is checked against the checksums in its `bundle.json` before anything is used.
+`backend` picks what embeds the photos: the torch model, or a bundle's ONNX image tower
+(`serve.onnx_backend`; 'auto' takes it when torch is not installed). Nothing here imports torch at
+module level, so a bundle with ONNX loads on an install without it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from addressclip.data.manifest import Manifest, read_manifest
 from addressclip.errors import AddressclipError, InputError
+from addressclip.filenames import MODEL_FILE
 from addressclip.geo.addressbook import AddressBook
-from addressclip.model.checkpoint import read_checkpoint
-from addressclip.model.factory import MODEL_FILE, model_from_payload
 from addressclip.serve import cache
 from addressclip.serve.bundle import (
     ADDRESSBOOK_DIR,
@@ -29,6 +29,7 @@ from addressclip.serve.bundle import (
     verify_bundle_files,
 )
 from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration
+from addressclip.serve.onnx_backend import choose_backend, encoder_from_bundle
 from addressclip.serve.predictor import CALIBRATION_SPLIT, AddressPredictor
 from addressclip.serve.sources import (
     find_training_manifest,
@@ -37,6 +38,9 @@ from addressclip.serve.sources import (
     train_split_name,
     training_addresses,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_predictor(
@@ -50,6 +54,8 @@ def load_predictor(
     calibrate_threshold: bool = True,
     percentile: float = DEFAULT_PERCENTILE,
     progress: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
     **options: Any,
 ) -> AddressPredictor:
     """Load a checkpoint (`model.pt`, a run folder holding one) or an exported bundle folder.
@@ -58,12 +64,14 @@ def load_predictor(
     `manifest`); `all_addresses=True` uses every sub-street of the AddressBook instead (the open
     set). The AddressBook is the manifest's, unless `addressbook` is given. A bundle needs none of
     these: it carries its own. `options` go to the constructor (batch_size, max_pixels, ...).
+    `backend` is 'auto', 'torch' or 'onnx' (a bundle exported with --onnx; `threads` then sets
+    onnxruntime's intra-op threads).
     """
     path = Path(path)
     if path.is_dir() and is_bundle(path):
         return load_bundle(
             path, device=device, addressbook=addressbook, all_addresses=all_addresses, progress=progress,
-            **options,
+            backend=backend, threads=threads, **options,
         )  # fmt: skip
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
@@ -71,6 +79,7 @@ def load_predictor(
                 f"{path}: neither a bundle (no bundle.json) nor a run folder (no {MODEL_FILE})"
             )
         path = path / MODEL_FILE
+    choose_backend(backend, path, None)  # a checkpoint is torch only: a clear error otherwise
     return load_checkpoint_predictor(
         path,
         device=device,
@@ -99,6 +108,9 @@ def load_checkpoint_predictor(
     **options: Any,
 ) -> AddressPredictor:
     """The predictor of one checkpoint file, its gallery from the training manifest or AddressBook."""
+    from addressclip.model.checkpoint import read_checkpoint
+    from addressclip.model.factory import model_from_payload
+
     payload = read_checkpoint(path)
     manifest_path = Path(manifest) if manifest is not None else find_training_manifest(path, payload)
     read = read_manifest(manifest_path) if manifest_path is not None else None
@@ -147,18 +159,28 @@ def load_bundle(
     addressbook: str | os.PathLike[str] | AddressBook | None = None,
     all_addresses: bool = False,
     progress: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
     **options: Any,
 ) -> AddressPredictor:
     """The predictor stored in a bundle; needs nothing outside the folder (and no network).
 
     Every file listed in bundle.json is checked against its SHA-256 first: a damaged or edited copy
-    fails with the name of the file instead of predicting with it.
+    fails with the name of the file instead of predicting with it. With the ONNX backend, model.pt
+    is checked but not loaded: photos go through image_encoder.onnx, addresses come from gallery.npz.
     """
     folder = Path(folder)
     meta = read_bundle_json(folder)
     verify_bundle_files(folder, meta)
     model_path = folder / MODEL_FILE
-    model = model_from_payload(read_checkpoint(model_path), "cpu")
+    model, encoder = None, None
+    if choose_backend(backend, folder, meta) == "onnx":
+        encoder = encoder_from_bundle(folder, meta, threads)
+    else:
+        from addressclip.model.checkpoint import read_checkpoint
+        from addressclip.model.factory import model_from_payload
+
+        model = model_from_payload(read_checkpoint(model_path), "cpu")
     gallery = read_gallery_table(folder / ADDRESSES_FILE, meta.get("projection"))
     book = AddressBook.load(folder / ADDRESSBOOK_DIR) if (folder / ADDRESSBOOK_DIR).is_dir() else None
     calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
@@ -166,6 +188,7 @@ def load_bundle(
         model,
         gallery,
         device=device,
+        image_encoder=encoder,
         calibration=calibration,
         addressbook=book,
         model_key=meta.get("model_sha256") or cache.file_sha256(model_path),

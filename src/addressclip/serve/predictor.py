@@ -13,6 +13,11 @@ top-1 score with a threshold calibrated on the validation split (see `serve.cali
 Open set: `add_addresses([...])` appends addresses as text (no retraining: the text tower embeds
 them), `use_addressbook(book)` switches to every sub-street of an AddressBook; matches say whether
 the model saw the address in training (`seen_in_training`).
+
+Backends: the torch model (the default), or a bundle's ONNX image tower run by onnxruntime
+(`load_predictor(bundle, backend="onnx")`, chosen by itself when torch is not installed; see
+`serve.onnx_backend`). The ONNX backend ranks with numpy against the bundle's cached gallery
+embeddings; it has no text tower, so `add_addresses` and an uncached `use_addressbook` need torch.
 """
 
 from __future__ import annotations
@@ -22,22 +27,18 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from addressclip.data.manifest import Manifest, read_manifest
-from addressclip.data.transforms import Normalizer
 from addressclip.errors import AddressclipError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.geo.sequence import TransitionParams
-from addressclip.model.addressclip import AddressClipModel
-from addressclip.model.device import resolve_device
-from addressclip.serve import cache
+from addressclip.serve import cache, onnx_backend
 from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration, calibrate
 from addressclip.serve.gallery import AddressGallery, text_or_none
 from addressclip.serve.images import (
@@ -58,6 +59,14 @@ from addressclip.serve.sequences import (
 from addressclip.serve.sources import (
     gallery_from_addressbook,
 )
+
+try:
+    import torch
+except ModuleNotFoundError:  # a bundle with an ONNX image tower predicts without torch
+    torch = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from addressclip.model.addressclip import AddressClipModel
 
 log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
@@ -113,6 +122,11 @@ class Prediction:
         }
 
 
+def _inference_mode(method):
+    """torch.inference_mode around `method` when torch is installed (the ONNX backend runs without)."""
+    return torch.inference_mode()(method) if torch is not None else method
+
+
 def _as_sources(images: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
     single = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
     if isinstance(images, single) or not isinstance(images, Iterable):
@@ -125,10 +139,11 @@ class AddressPredictor:
 
     def __init__(
         self,
-        model: AddressClipModel,
+        model: AddressClipModel | None,
         gallery: AddressGallery,
         *,
         device: str | torch.device = "cpu",
+        image_encoder: onnx_backend.OnnxImageEncoder | None = None,
         calibration: Calibration | None = None,
         addressbook: AddressBook | None = None,
         model_key: str = "",
@@ -139,8 +154,26 @@ class AddressPredictor:
         progress: bool = False,
         source: Path | None = None,
     ) -> None:
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        if (model is None) == (image_encoder is None):
+            raise AddressclipError("AddressPredictor takes a torch model or an ONNX image encoder (one)")
+        self.model = model
+        self.image_encoder = image_encoder
+        if model is not None:
+            from addressclip.data.transforms import Normalizer
+            from addressclip.model.device import resolve_device
+
+            self.device = resolve_device(device)
+            self.model = model.to(self.device).eval()
+            pre = model.preprocess
+            self._normalizer = Normalizer(pre["mean"], pre["std"])
+        else:
+            if str(device) not in ("cpu", "auto"):
+                raise AddressclipError(
+                    f"device={device}: the ONNX backend runs on the CPU (onnxruntime); "
+                    "use backend='torch' (--backend torch) for another device"
+                )
+            self.device = "cpu"
+            pre = image_encoder.preprocess
         self.calibration = calibration
         self.addressbook = addressbook
         self.network = gallery_from_addressbook(addressbook) if addressbook is not None else None
@@ -151,19 +184,24 @@ class AddressPredictor:
         self.max_bytes = max_bytes
         self.progress = progress
         self.source = source
-        pre = model.preprocess
         self.image_size = int(pre["image_size"])
         self.interpolation = str(pre.get("interpolation", "bicubic"))
-        self._normalizer = Normalizer(pre["mean"], pre["std"])
         self.gallery = gallery
         self._embeddings = self._gallery_embeddings(gallery)
+
+    @property
+    def backend(self) -> str:
+        """'torch' or 'onnx': what embeds the photos."""
+        return "onnx" if self.model is None else "torch"
 
     # --------------------------------------------------------------------------------- gallery
     def _gallery_key(self, gallery: AddressGallery) -> str:
         return cache.combined_key(self.model_key, gallery.content_key())
 
-    @torch.inference_mode()
+    @_inference_mode
     def _encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.model is None:
+            raise AddressclipError(onnx_backend.NEEDS_TEXT_TOWER)
         chunk = 256
         steps = range(0, len(texts), chunk)
         show = self.progress and len(texts) > chunk
@@ -174,7 +212,7 @@ class AddressPredictor:
         self.model.clear_text_cache()  # the trunk cache is for training; keep memory flat here
         return np.concatenate(parts) if parts else np.zeros((0, self.model.embed_dim), dtype=np.float32)
 
-    def _gallery_embeddings(self, gallery: AddressGallery) -> torch.Tensor:
+    def _gallery_embeddings(self, gallery: AddressGallery) -> torch.Tensor | np.ndarray:
         addresses = gallery.addresses
         key = self._gallery_key(gallery)
         path = self.cache_path_for(key) if self.cache_path_for and self.model_key else None
@@ -183,11 +221,13 @@ class AddressPredictor:
             embeddings = self._encode_texts(addresses)
             if path is not None:
                 cache.save_embeddings(path, key, addresses, embeddings)
+        if self.model is None:
+            return np.ascontiguousarray(embeddings, dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(embeddings)).to(self.device)
 
     @property
-    def embeddings(self) -> torch.Tensor:
-        """(N, D) normalised address embeddings, row i = `gallery.table` row i."""
+    def embeddings(self) -> torch.Tensor | np.ndarray:
+        """(N, D) normalised address embeddings, row i = `gallery.table` row i (numpy for ONNX)."""
         return self._embeddings
 
     @property
@@ -236,16 +276,19 @@ class AddressPredictor:
             name=name,
         )
 
-    @torch.inference_mode()
-    def image_embeddings(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(B, D) normalised image features of a uint8 (B, 3, S, S) batch."""
-        batch = torch.as_tensor(pixels)
-        if batch.ndim != 4 or batch.shape[1:] != (3, self.image_size, self.image_size):
+    @_inference_mode
+    def image_embeddings(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor | np.ndarray:
+        """(B, D) normalised image features of a uint8 (B, 3, S, S) batch (numpy for ONNX)."""
+        shape = tuple(pixels.shape)
+        if len(shape) != 4 or shape[1:] != (3, self.image_size, self.image_size):
             size = self.image_size
-            raise AddressclipError(f"expected uint8 pixels (B, 3, {size}, {size}), got {tuple(batch.shape)}")
+            raise AddressclipError(f"expected uint8 pixels (B, 3, {size}, {size}), got {shape}")
+        if self.image_encoder is not None:
+            return self.image_encoder(np.asarray(pixels))
+        batch = torch.as_tensor(pixels)
         return self.model.encode_image(self._normalizer(batch, self.device)).float()
 
-    @torch.inference_mode()
+    @_inference_mode
     def rank(
         self, pixels: np.ndarray | torch.Tensor, top_k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -253,6 +296,9 @@ class AddressPredictor:
         if len(self.gallery) == 0:
             raise AddressclipError("the predictor has no candidate addresses")
         k = max(1, min(int(top_k), len(self.gallery)))
+        if self.image_encoder is not None:
+            images, scale = self.image_embeddings(pixels), self.image_encoder.logit_scale
+            return onnx_backend.rank_numpy(images, self._embeddings, scale, k)  # type: ignore[return-value]
         cosine = self.image_embeddings(pixels) @ self._embeddings.T
         probabilities = torch.softmax(cosine * self.model.logit_scale().float(), dim=-1)
         scores, indices = torch.topk(cosine, k, dim=-1)
@@ -301,7 +347,7 @@ class AddressPredictor:
         return self.predict([image], top_k)[0]
 
     # ------------------------------------------------------------------------------- sequences
-    @torch.inference_mode()
+    @_inference_mode
     def rank_all(
         self, pixels: np.ndarray | torch.Tensor, top_k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -313,6 +359,9 @@ class AddressPredictor:
         if len(self.gallery) == 0:
             raise AddressclipError("the predictor has no candidate addresses")
         k = max(1, min(int(top_k), len(self.gallery)))
+        if self.image_encoder is not None:
+            images, scale = self.image_embeddings(pixels), self.image_encoder.logit_scale
+            return onnx_backend.rank_numpy(images, self._embeddings, scale, k, with_log=True)  # type: ignore[return-value]
         cosine = self.image_embeddings(pixels) @ self._embeddings.T
         scale = self.model.logit_scale().float()
         probabilities = torch.softmax(cosine * scale, dim=-1)
@@ -499,11 +548,11 @@ class AddressPredictor:
             )
         return {"type": "FeatureCollection", "features": features}
 
-    def export(self, out: str | os.PathLike[str], force: bool = False) -> Path:
-        """Write a self-contained bundle folder (see `serve.bundle`)."""
+    def export(self, out: str | os.PathLike[str], force: bool = False, onnx: bool = False) -> Path:
+        """Write a self-contained bundle folder (see `serve.bundle`); `onnx` adds the ONNX image tower."""
         from addressclip.serve.bundle import export_bundle
 
-        return export_bundle(self, out, force=force)
+        return export_bundle(self, out, force=force, onnx=onnx)
 
 
 def _size(path: Path) -> int:
