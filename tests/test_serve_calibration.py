@@ -1,0 +1,94 @@
+"""serve.calibration: the in-city scores against hand computation, old records, the JSON round trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+from addressclip.errors import AddressclipError
+from addressclip.serve.calibration import (
+    Calibration,
+    FeatureStatistics,
+    calibrate,
+    fit_feature_statistics,
+    in_city_scores,
+)
+
+OLD_RECORD = {"threshold": 0.21, "percentile": 1.0, "images": 40, "split": "val", "top1_median": 0.3}
+
+
+def test_a_record_written_before_the_score_choice_reads_as_top1_and_writes_back_unchanged():
+    calibration = Calibration.from_dict(OLD_RECORD)
+    assert calibration.score == "top1" and calibration.statistics is None and not calibration.needs_features
+    assert calibration.to_dict() == OLD_RECORD
+    cosine = np.array([[0.1, 0.25, 0.2], [0.05, 0.0, 0.1]])
+    assert calibration.scores(cosine) == pytest.approx([0.25, 0.1])
+
+
+def test_gallery_scores_by_hand():
+    cosine = np.array([[0.5, 0.2, 0.1], [0.3, 0.3, -0.1]])
+    assert in_city_scores("margin", cosine) == pytest.approx([0.3, 0.0])
+    scale = 10.0
+    expected = [np.log(np.exp(scale * row).sum()) / scale for row in cosine]
+    assert in_city_scores("energy", cosine, scale) == pytest.approx(expected)
+    # energy is a soft maximum: never below the best cosine, at most log(N)/scale above it
+    assert np.all(in_city_scores("energy", cosine, scale) >= cosine.max(axis=1))
+    with pytest.raises(AddressclipError, match="unknown out-of-city score 'nope'"):
+        in_city_scores("nope", cosine)
+
+
+def _clusters(rng, count=3, per=40, dim=8, spread=0.05):
+    centres = rng.normal(size=(count, dim))
+    labels = np.repeat(np.arange(count), per)
+    features = centres[labels] + spread * rng.normal(size=(len(labels), dim))
+    return centres, features, labels
+
+
+def test_mahalanobis_distances_match_brute_force_and_separate_far_photos():
+    rng = np.random.default_rng(0)
+    centres, features, labels = _clusters(rng)
+    statistics = fit_feature_statistics(features, labels)
+    assert statistics is not None and statistics.means.shape == (3, 8)
+    queries = np.vstack([centres + 0.05 * rng.normal(size=centres.shape), rng.normal(size=(3, 8)) * 3])
+    brute = [
+        min(float((q - m) @ statistics.precision.astype(np.float64) @ (q - m)) for m in statistics.means)
+        for q in queries
+    ]
+    assert statistics.distances(queries) == pytest.approx(brute, rel=1e-4)
+    scores = in_city_scores("mahalanobis", np.zeros((6, 2)), features=queries, statistics=statistics)
+    assert scores[:3].min() > scores[3:].max()  # near a training address beats far from all of them
+
+
+def test_mahalanobis_calibration_round_trips_through_json():
+    rng = np.random.default_rng(1)
+    _, features, labels = _clusters(rng)
+    statistics = fit_feature_statistics(features, labels)
+    own = in_city_scores(
+        "mahalanobis", np.zeros((len(features), 1)), features=features, statistics=statistics
+    )
+    calibration = calibrate(own, 5.0, "val", score="mahalanobis", statistics=statistics)
+    assert calibration is not None and calibration.needs_features
+    assert (own < calibration.threshold).mean() <= 0.05
+    record = json.loads(json.dumps(calibration.to_dict()))
+    assert record["score"] == "mahalanobis"
+    again = Calibration.from_dict(record)
+    assert again == calibration
+    assert again.scores(np.zeros((2, 1)), features=features[:2]) == pytest.approx(own[:2], rel=1e-5)
+
+
+def test_bad_records_and_arguments_are_one_line_errors():
+    with pytest.raises(AddressclipError, match="unknown score 'knn'"):
+        Calibration.from_dict({**OLD_RECORD, "score": "knn"})
+    with pytest.raises(AddressclipError, match="'mahalanobis' without its 'statistics'"):
+        Calibration.from_dict({**OLD_RECORD, "score": "mahalanobis"})
+    broken = {"means": {"shape": [2, 2], "float32_base64": "not base64!"}, "precision": {}}
+    with pytest.raises(AddressclipError, match=r"statistics\.means"):
+        Calibration.from_dict({**OLD_RECORD, "score": "mahalanobis", "statistics": broken})
+    with pytest.raises(AddressclipError, match="incomplete or malformed"):
+        Calibration.from_dict({"threshold": 0.2})
+    with pytest.raises(AddressclipError, match="needs feature statistics"):
+        calibrate(np.ones(10), score="mahalanobis")
+    assert calibrate(np.ones(3)) is None  # too few images to mean anything
+    assert fit_feature_statistics(np.ones((4, 3)), np.arange(4)) is None  # no address with two photos
+    single = FeatureStatistics(np.zeros((1, 2), np.float32), np.eye(2, dtype=np.float32))
+    assert single.distances(np.array([[3.0, 4.0]])) == pytest.approx([25.0])
