@@ -172,3 +172,22 @@ def test_a_bundle_with_onnx_predicts_and_serves_with_torch_not_installed(trained
     assert lines["IDS"] == str([m.address_id for m in expected.matches])
     assert abs(float(lines["SCORE"].split(" ", 1)[0]) - expected.top1_score) <= SCORE_TOLERANCE
     assert lines["LOADED"] == "[]"
+
+
+def test_backend_onnx_does_not_import_torch_even_where_it_is_installed(trained_world, bundle: Path):
+    image = _all_images(trained_world)[0]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from addressclip.serve.app import create_app
+        from addressclip.serve.loading import load_predictor
+
+        predictor = load_predictor({str(bundle)!r}, backend="onnx")
+        predictor.predict_sequence([{str(image)!r}] * 3)
+        create_app(predictor)
+        print(sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"  # importing torch alone costs ~0.6 GB of memory

@@ -46,7 +46,7 @@ def apply_threads(args: argparse.Namespace) -> None:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, not {threads}")
-    if threads is not None and torch_installed():
+    if threads is not None and getattr(args, "backend", "auto") != "onnx" and torch_installed():
         from addressclip.model.device import set_threads
 
         set_threads(threads)
