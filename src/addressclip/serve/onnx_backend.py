@@ -110,7 +110,8 @@ class OnnxImageEncoder:
         self._check_signature()
 
     def _check_signature(self) -> None:
-        [given] = self.session.get_inputs() or [None]
+        inputs = self.session.get_inputs()
+        given = inputs[0] if len(inputs) == 1 else None
         size = int(self.preprocess["image_size"])
         if given is None or given.name != INPUT_NAME or given.type != "tensor(uint8)":
             raise InputError(self.path, None, f"expected one uint8 input named '{INPUT_NAME}'")
