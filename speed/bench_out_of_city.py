@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from addressclip.atomic import write_text_atomic
+from addressclip.serve.calibration import in_city_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -134,15 +135,12 @@ class Scorer:
     """Every score of the table above, fitted on Helsinki training features only."""
 
     def __init__(self, gallery: np.ndarray, scale: float, train: np.ndarray, addresses: np.ndarray) -> None:
+        from addressclip.serve.calibration import fit_feature_statistics
+
         self.gallery = gallery.astype(np.float64)
         self.scale = float(scale)
         self.train = train.astype(np.float64)
-        names, labels = np.unique(addresses, return_inverse=True)
-        counts = np.bincount(labels, minlength=len(names))
-        means = np.stack([self.train[labels == k].mean(axis=0) for k in range(len(names))])
-        self.means = means[counts >= 2]
-        centred = self.train - means[labels]
-        self.precision = _precision(centred)
+        self.statistics = fit_feature_statistics(self.train, addresses)  # what calibration.py keeps
         self.global_mean = self.train.mean(axis=0)
         self.global_precision = _precision(self.train - self.global_mean)
 
@@ -156,10 +154,10 @@ class Scorer:
         near = np.sort(f @ self.train.T, axis=1)[:, ::-1]
         return {
             "top1": ordered[:, -1],
-            "margin": ordered[:, -1] - ordered[:, -2],
+            "margin": in_city_scores("margin", cosine),
             "msp": np.exp(logits.max(axis=1) - log_sum),
-            "energy": log_sum / self.scale,
-            "maha": -_min_mahalanobis(f, self.means, self.precision),
+            "energy": in_city_scores("energy", cosine, self.scale),
+            "maha": in_city_scores("mahalanobis", cosine, self.scale, f, self.statistics),
             "maha_global": -_min_mahalanobis(f, self.global_mean[None], self.global_precision),
             "knn1": near[:, 0],
             "knn10": near[:, min(9, near.shape[1] - 1)],
@@ -308,7 +306,7 @@ def main() -> None:
     from addressclip.serve.loading import load_predictor
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    predictor = load_predictor(args.model, calibrate_threshold=True)
+    predictor = load_predictor(args.model, manifest=args.manifest, calibrate_threshold=True)
     manifest = args.manifest
     cache = (
         args.cache or (args.model.parent if args.model.is_file() else args.model) / "out_of_city_features.npz"
