@@ -191,3 +191,24 @@ def test_backend_onnx_does_not_import_torch_even_where_it_is_installed(trained_w
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"  # importing torch alone costs ~0.6 GB of memory
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_numpy_ranking_matches_torch_on_random_embeddings(k: int):
+    import torch
+
+    from addressclip.serve.onnx_backend import rank_numpy
+
+    rng = np.random.default_rng(k)
+    images = rng.normal(size=(5, 16)).astype(np.float32)
+    gallery = rng.normal(size=(9, 16)).astype(np.float32)
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    indices, scores, chosen, log_probs = rank_numpy(images, gallery, 30.0, k, with_log=True)
+    cosine = torch.from_numpy(images) @ torch.from_numpy(gallery).T
+    expected_scores, expected_indices = torch.topk(cosine, k, dim=-1)
+    probabilities = torch.softmax(cosine * 30.0, dim=-1)
+    assert np.array_equal(indices, expected_indices.numpy())
+    assert np.allclose(scores, expected_scores.numpy(), atol=1e-6)
+    assert np.allclose(chosen, torch.gather(probabilities, 1, expected_indices).numpy(), atol=1e-6)
+    assert np.allclose(log_probs, torch.log_softmax(cosine.double() * 30.0, dim=-1).numpy(), atol=1e-9)
