@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from addressclip.errors import AddressclipError
 from addressclip.serve.calibration import (
@@ -92,3 +93,32 @@ def test_bad_records_and_arguments_are_one_line_errors():
     assert fit_feature_statistics(np.ones((4, 3)), np.arange(4)) is None  # no address with two photos
     single = FeatureStatistics(np.zeros((1, 2), np.float32), np.eye(2, dtype=np.float32))
     assert single.distances(np.array([[3.0, 4.0]])) == pytest.approx([25.0])
+
+
+def test_predictor_flags_by_mahalanobis_and_a_bundle_keeps_it(trained_world, tmp_path):
+    """On the tiny trained world: the calibration encodes train features, photos carry their score,
+    a photo from nowhere (noise) is flagged, and an exported bundle predicts with the same record."""
+    from addressclip.serve.loading import load_predictor
+
+    predictor = load_predictor(
+        trained_world.checkpoint, cache_embeddings=False, out_of_city_score="mahalanobis"
+    )
+    calibration = predictor.calibration
+    assert (
+        calibration is not None and calibration.score == "mahalanobis" and calibration.statistics is not None
+    )
+    assert len(calibration.statistics.means) == 6  # one mean per training address
+    photos = [images[0] for images in trained_world.train_images.values()]
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, size=(90, 120, 3), dtype=np.uint8))
+    predictions = predictor.predict([*photos, noise], top_k=2)
+    assert all(p.in_city_score is not None and "in_city_score" in p.to_dict() for p in predictions)
+    assert all(p.out_of_city == (p.in_city_score < p.threshold) for p in predictions)
+    assert not any(p.out_of_city for p in predictions[:-1]) and predictions[-1].out_of_city
+    bundle = predictor.export(tmp_path / "bundle")
+    again = load_predictor(bundle)
+    assert again.calibration == calibration
+    assert again.predict_one(noise).in_city_score == pytest.approx(predictions[-1].in_city_score, abs=1e-4)
+    # the default stays the top-1 cosine, with the response as before
+    plain = load_predictor(trained_world.checkpoint, cache_embeddings=False)
+    assert plain.calibration.score == "top1" and "in_city_score" not in plain.predict_one(photos[0]).to_dict()

@@ -28,7 +28,7 @@ from addressclip.serve.bundle import (
     read_gallery_table,
     verify_bundle_files,
 )
-from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration
+from addressclip.serve.calibration import DEFAULT_PERCENTILE, DEFAULT_SCORE, Calibration
 from addressclip.serve.onnx_backend import choose_backend, encoder_from_bundle
 from addressclip.serve.predictor import CALIBRATION_SPLIT, AddressPredictor
 from addressclip.serve.sources import (
@@ -53,6 +53,7 @@ def load_predictor(
     cache_embeddings: bool = True,
     calibrate_threshold: bool = True,
     percentile: float = DEFAULT_PERCENTILE,
+    out_of_city_score: str = DEFAULT_SCORE,
     progress: bool = False,
     backend: str = "auto",
     threads: int | None = None,
@@ -65,7 +66,9 @@ def load_predictor(
     set). The AddressBook is the manifest's, unless `addressbook` is given. A bundle needs none of
     these: it carries its own. `options` go to the constructor (batch_size, max_pixels, ...).
     `backend` is 'auto', 'torch' or 'onnx' (a bundle exported with --onnx; `threads` then sets
-    onnxruntime's intra-op threads).
+    onnxruntime's intra-op threads). `out_of_city_score` picks the out-of-city flag's score when a
+    checkpoint is calibrated (`serve.calibration.SCORE_KINDS`; a bundle keeps the one it was
+    exported with).
     """
     path = Path(path)
     if path.is_dir() and is_bundle(path):
@@ -89,6 +92,7 @@ def load_predictor(
         cache_embeddings=cache_embeddings,
         calibrate_threshold=calibrate_threshold,
         percentile=percentile,
+        out_of_city_score=out_of_city_score,
         progress=progress,
         **options,
     )
@@ -104,6 +108,7 @@ def load_checkpoint_predictor(
     cache_embeddings: bool = True,
     calibrate_threshold: bool = True,
     percentile: float = DEFAULT_PERCENTILE,
+    out_of_city_score: str = DEFAULT_SCORE,
     progress: bool = False,
     **options: Any,
 ) -> AddressPredictor:
@@ -148,7 +153,9 @@ def load_checkpoint_predictor(
         calibration_cache = (
             cache.beside_checkpoint(path, "calibration", ".json") if cache_embeddings else None
         )
-        predictor.calibrate_on(read, CALIBRATION_SPLIT, percentile, calibration_cache)
+        predictor.calibrate_on(
+            read, CALIBRATION_SPLIT, percentile, calibration_cache, score=out_of_city_score, train_split=split
+        )
     return predictor
 
 

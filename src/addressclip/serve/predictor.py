@@ -40,7 +40,14 @@ from addressclip.errors import AddressclipError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.geo.sequence import TransitionParams
 from addressclip.serve import cache, onnx_backend
-from addressclip.serve.calibration import DEFAULT_PERCENTILE, Calibration, calibrate
+from addressclip.serve.calibration import (
+    DEFAULT_PERCENTILE,
+    DEFAULT_SCORE,
+    Calibration,
+    calibrate,
+    fit_feature_statistics,
+    in_city_scores,
+)
 from addressclip.serve.gallery import AddressGallery, text_or_none
 from addressclip.serve.images import (
     DEFAULT_MAX_BYTES,
@@ -70,6 +77,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 CALIBRATION_SPLIT = "val"
+MAX_STATISTICS_IMAGES = 3000  # training images encoded for the 'mahalanobis' out-of-city score
 
 
 @dataclass
@@ -105,19 +113,23 @@ class Prediction:
     top1_score: float
     out_of_city: bool | None  # None when the predictor has no calibration
     threshold: float | None
+    in_city_score: float | None = None  # the flag's score when it is not top1_score (see calibration)
 
     @property
     def top(self) -> AddressMatch:
         return self.matches[0]
 
     def to_dict(self, with_geometry: bool = True) -> dict[str, Any]:
-        return {
+        values = {
             "source": self.source,
             "top1_score": self.top1_score,
             "out_of_city": self.out_of_city,
             "threshold": self.threshold,
             "matches": [m.to_dict(with_geometry) for m in self.matches],
         }
+        if self.in_city_score is not None:
+            values["in_city_score"] = self.in_city_score
+        return values
 
 
 def _inference_mode(method):
@@ -314,13 +326,20 @@ class AddressPredictor:
         """(indices (B, k), cosine scores (B, k), probabilities (B, k)) of the best k addresses."""
         if len(self.gallery) == 0:
             raise AddressclipError("the predictor has no candidate addresses")
+        return self._rank_images(self.image_embeddings(pixels), top_k)
+
+    @_inference_mode
+    def _rank_images(
+        self, images: torch.Tensor | np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`rank` for image features already computed (so the out-of-city score can reuse them)."""
         k = max(1, min(int(top_k), len(self.gallery)))
         if self.image_encoder is not None:
-            images, scale = self.image_embeddings(pixels), self.image_encoder.logit_scale
+            scale = self.image_encoder.logit_scale
             return onnx_backend.rank_numpy(images, self._embeddings, scale, k)  # type: ignore[return-value]
         import torch
 
-        cosine = self.image_embeddings(pixels) @ self._embeddings.T
+        cosine = images @ self._embeddings.T
         probabilities = torch.softmax(cosine * self.model.logit_scale().float(), dim=-1)
         scores, indices = torch.topk(cosine, k, dim=-1)
         chosen = torch.gather(probabilities, 1, indices)
@@ -335,14 +354,32 @@ class AddressPredictor:
         """Predictions for an already decoded uint8 batch (what the service's micro-batcher calls)."""
         if len(pixels) == 0:
             return []
-        indices, scores, probabilities = self.rank(pixels, top_k)
+        if len(self.gallery) == 0:
+            raise AddressclipError("the predictor has no candidate addresses")
+        images = self.image_embeddings(pixels)
+        indices, scores, probabilities = self._rank_images(images, top_k)
+        in_city = self.in_city_scores(images)
         names = list(names) if names is not None else [f"image {i}" for i in range(len(indices))]
         return [
-            self._prediction(name, row_indices, row_scores, row_probs)
-            for name, row_indices, row_scores, row_probs in zip(
-                names, indices, scores, probabilities, strict=True
-            )
+            self._prediction(name, indices[i], scores[i], probabilities[i], _at(in_city, i))
+            for i, name in enumerate(names)
         ]
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's softmax temperature (cosine x this)."""
+        if self.image_encoder is not None:
+            return float(self.image_encoder.logit_scale)
+        return float(self.model.logit_scale().detach())
+
+    def in_city_scores(self, images: torch.Tensor | np.ndarray) -> np.ndarray | None:
+        """(B,) the calibration's in-city score of each photo's feature; None when that score is the
+        top-1 cosine (it comes with the ranking) or there is no calibration."""
+        calibration = self.calibration
+        if calibration is None or calibration.score == DEFAULT_SCORE:
+            return None
+        features = _as_numpy(images)
+        return calibration.scores(features @ _as_numpy(self._embeddings).T, self.logit_scale, features)
 
     def predict(
         self,
@@ -432,9 +469,16 @@ class AddressPredictor:
             chunk = pixels[start : start + self.batch_size]
             indices, scores, probs, log_probs = self.rank_all(chunk, top_k)
             parts.append(log_probs)
+            in_city = self.in_city_scores(self.image_embeddings(chunk)) if self._needs_in_city else None
             for offset in range(len(chunk)):
                 predictions.append(
-                    self._prediction(names[start + offset], indices[offset], scores[offset], probs[offset])
+                    self._prediction(
+                        names[start + offset],
+                        indices[offset],
+                        scores[offset],
+                        probs[offset],
+                        _at(in_city, offset),
+                    )
                 )
         return self.decode_sequence(predictions, np.concatenate(parts), gaps, transition, unit, top_k)
 
@@ -479,8 +523,17 @@ class AddressPredictor:
         pixels = np.stack([self.decode(s, n) for s, n in zip(sources, names, strict=True)])
         return self.predict_sequence_pixels(pixels, names, timestamps, positions, top_k, params)
 
+    @property
+    def _needs_in_city(self) -> bool:
+        return self.calibration is not None and self.calibration.score != DEFAULT_SCORE
+
     def _prediction(
-        self, name: str, indices: np.ndarray, scores: np.ndarray, probs: np.ndarray
+        self,
+        name: str,
+        indices: np.ndarray,
+        scores: np.ndarray,
+        probs: np.ndarray,
+        in_city: float | None = None,
     ) -> Prediction:
         matches = []
         for rank, (row, score, prob) in enumerate(zip(indices, scores, probs, strict=True), start=1):
@@ -495,13 +548,15 @@ class AddressPredictor:
             )
         # compared as reported (6 decimals), so that a client can check the flag from the numbers
         top1 = round(float(scores[0]), 6)
+        flag_score = top1 if in_city is None else round(float(in_city), 6)
         threshold = round(self.calibration.threshold, 6) if self.calibration else None
         return Prediction(
             source=name,
             matches=matches,
             top1_score=top1,
-            out_of_city=None if threshold is None else bool(top1 < threshold),
+            out_of_city=None if threshold is None else bool(flag_score < threshold),
             threshold=threshold,
+            in_city_score=None if in_city is None else flag_score,
         )
 
     # ----------------------------------------------------------------------------- calibration
@@ -515,20 +570,64 @@ class AddressPredictor:
             scores.append(best[:, 0])
         return np.concatenate(scores) if scores else np.zeros(0)
 
+    def features_of(self, sources: Sequence[ImageSource], desc: str = "calibrating") -> np.ndarray:
+        """(n, D) normalised image features of many inputs, in batches (numpy)."""
+        parts = []
+        steps = range(0, len(sources), self.batch_size)
+        for start in tqdm(steps, desc=desc, unit="batch", disable=not self.progress or len(steps) < 2):
+            pixels = np.stack([self.decode(s) for s in sources[start : start + self.batch_size]])
+            parts.append(_as_numpy(self.image_embeddings(pixels)))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def _calibrate_score(
+        self,
+        manifest: Manifest,
+        paths: list[Path],
+        split: str,
+        percentile: float,
+        score: str,
+        train_split: str,
+    ) -> Calibration | None:
+        """`calibrate_on` for a score other than top1: features of `split`, statistics from train."""
+        statistics = None
+        if score == "mahalanobis":
+            train = manifest.split(train_split)
+            step = max(1, -(-len(train) // MAX_STATISTICS_IMAGES))  # evenly spaced, deterministic
+            train = train.iloc[::step]
+            features = self.features_of([manifest.image_path(p) for p in train["path"]], "feature statistics")
+            statistics = fit_feature_statistics(features, train["address_id"].astype(str).to_numpy())
+            if statistics is None:
+                log.warning("no out-of-city calibration: too few training images for feature statistics")
+                return None
+        features = self.features_of(paths)  # type: ignore[arg-type]
+        if len(features) == 0:
+            return calibrate(np.zeros(0), percentile, split, score=score, statistics=statistics)
+        cosine = features @ _as_numpy(self._embeddings).T
+        values = in_city_scores(score, cosine, self.logit_scale, features, statistics)
+        return calibrate(values, percentile, split, score=score, statistics=statistics)
+
     def calibrate_on(
         self,
         manifest: Manifest | str | os.PathLike[str],
         split: str = CALIBRATION_SPLIT,
         percentile: float = DEFAULT_PERCENTILE,
         cache_path_for: cache.CachePathFor | None = None,
+        score: str = DEFAULT_SCORE,
+        train_split: str = "train",
     ) -> Calibration | None:
-        """Set the out-of-city threshold from the top-1 scores of `split`'s images (cached on disk)."""
+        """Set the out-of-city threshold from the in-city scores of `split`'s images (cached on disk).
+
+        `score` is one of `serve.calibration.SCORE_KINDS` (top1 by default; `mahalanobis` also
+        encodes up to MAX_STATISTICS_IMAGES images of `train_split` for its feature statistics).
+        """
         if not isinstance(manifest, Manifest):
             manifest = read_manifest(manifest)
         rows = manifest.split(split)
         paths = [manifest.image_path(p) for p in rows["path"]]
+        # a top1 calibration keeps the cache key it had before the score was a choice
+        scored = () if score == DEFAULT_SCORE else (f"score={score}", train_split)
         key = cache.combined_key(
-            self.gallery_key, split, str(percentile), *(f"{p}:{_size(p)}" for p in paths)
+            self.gallery_key, split, str(percentile), *scored, *(f"{p}:{_size(p)}" for p in paths)
         )
         path = cache_path_for(key) if cache_path_for and self.model_key else None
         stored = cache.load_json_cache(path, key) if path is not None else None
@@ -536,11 +635,15 @@ class AddressPredictor:
             self.calibration = Calibration.from_dict(stored) if stored.get("threshold") is not None else None
             return self.calibration
         try:
-            scores = self.top1_scores(paths)  # type: ignore[arg-type]
+            if score == DEFAULT_SCORE:
+                self.calibration = calibrate(self.top1_scores(paths), percentile, split)  # type: ignore[arg-type]
+            else:
+                self.calibration = self._calibrate_score(
+                    manifest, paths, split, percentile, score, train_split
+                )
         except ImageRejected as error:
             log.warning("no out-of-city calibration: %s", error)
             return None
-        self.calibration = calibrate(scores, percentile, split)
         if path is not None:
             record = self.calibration.to_dict() if self.calibration else {"threshold": None}
             cache.save_json_cache(path, key, record)
@@ -576,6 +679,17 @@ class AddressPredictor:
         from addressclip.serve.bundle import export_bundle
 
         return export_bundle(self, out, force=force, onnx=onnx)
+
+
+def _as_numpy(values: Any) -> np.ndarray:
+    """float32 numpy of a torch tensor (any device) or an array."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float32, copy=False)
+    return values.detach().float().cpu().numpy()
+
+
+def _at(values: np.ndarray | None, index: int) -> float | None:
+    return None if values is None else float(values[index])
 
 
 def _size(path: Path) -> int:

@@ -31,9 +31,13 @@ class PredictionOut(BaseModel):
     source: str = Field(description="the uploaded file's name, or images[i]")
     top1_score: float
     out_of_city: bool | None = Field(
-        description="top-1 score below the calibrated threshold (null: uncalibrated)"
+        description="the in-city score (in_city_score when given, else top1_score) below the calibrated "
+        "threshold (null: uncalibrated)"
     )
     threshold: float | None
+    in_city_score: float | None = Field(
+        None, description="the flag's score when the calibration uses one other than top1_score"
+    )
     matches: list[Match]
 
 
