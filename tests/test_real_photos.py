@@ -69,6 +69,16 @@ def test_predict_command_accepts_the_large_jpeg(trained_world, capsys):
     predictions = json.loads(capsys.readouterr().out)
     assert [Path(p["source"]).name for p in predictions] == ["03.jpg", "01.jpg"]
     assert all(len(p["matches"]) == 5 and p["top1_score"] is not None for p in predictions)
+    assert all("in_city_score" not in p for p in predictions)  # the default flag: the top-1 cosine
+    model = str(trained_world.checkpoint)
+    assert (
+        main(["predict", str(LARGE), "--model", model, "--format", "json", "--out-of-city-score", "margin"])
+        == 0
+    )
+    (margin,) = json.loads(capsys.readouterr().out)
+    top = margin["matches"]
+    assert margin["in_city_score"] == pytest.approx(top[0]["score"] - top[1]["score"], abs=2e-6)
+    assert margin["out_of_city"] == (margin["in_city_score"] < margin["threshold"])
 
 
 def test_service_accepts_the_large_jpeg(predictor):

@@ -126,6 +126,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") 
         action="store_true",
         help="match against every sub-street of the AddressBook, not only the training addresses (open set)",
     )
+    from addressclip.serve.calibration import DEFAULT_SCORE, SCORE_KINDS
+
+    parser.add_argument(
+        "--out-of-city-score",
+        choices=SCORE_KINDS,
+        default=DEFAULT_SCORE,
+        help="the out-of-city flag's score when a checkpoint is calibrated (a bundle keeps its own): "
+        "top1 cosine (default), margin, energy, or mahalanobis on image features (see serve.calibration)",
+    )
     add_device_argument(parser, default="cpu")
     add_threads_argument(parser)
 
@@ -157,6 +166,7 @@ def predictor_from_args(args: argparse.Namespace, progress: bool = True):
         manifest=args.manifest,
         addressbook=args.addressbook,
         all_addresses=args.all_addresses,
+        out_of_city_score=getattr(args, "out_of_city_score", "top1"),
         progress=progress,
     )
 
