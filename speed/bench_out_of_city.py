@@ -48,12 +48,12 @@ import pandas as pd
 
 from addressclip.atomic import write_text_atomic
 from addressclip.serve.calibration import in_city_scores
+from addressclip.serve.predictor import MAX_STATISTICS_IMAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 VENDORED_PHOTOS = ROOT / "tests" / "data" / "photos"
 SCORES = ("top1", "margin", "msp", "energy", "maha", "maha_global", "knn1", "knn10")
-MAX_TRAIN_FEATURES = 6000
 SHRINKAGE = 0.1  # covariance shrinkage towards its mean variance (features are few per address)
 
 
@@ -100,9 +100,7 @@ def files_key(*paths: Path) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def collect(
-    predictor, model: Path, manifest: Path, atlas: Path, cache: Path, rng: np.random.Generator
-) -> dict:
+def collect(predictor, model: Path, manifest: Path, atlas: Path, cache: Path) -> dict:
     """Every feature set this bench needs (cached beside the model: encoding is the slow part)."""
     key = files_key(model, manifest, atlas)
     if cache.is_file():
@@ -113,9 +111,10 @@ def collect(
     print("encoding images:")
     sets: dict[str, np.ndarray] = {}
     train_paths, train_rows = manifest_rows(manifest, "train")
-    keep = np.sort(rng.permutation(len(train_paths))[:MAX_TRAIN_FEATURES])
+    # the training images the predictor's own 'mahalanobis' calibration encodes: evenly spaced rows
+    keep = np.arange(0, len(train_paths), max(1, -(-len(train_paths) // MAX_STATISTICS_IMAGES)))
     sets["train"] = encode(predictor, [train_paths[i] for i in keep], "Helsinki train (sample)")
-    sets["train_address"] = np.asarray(train_rows["address"].astype(str), dtype=str)[keep]
+    sets["train_address"] = np.asarray(train_rows["address_id"].astype(str), dtype=str)[keep]
     for split in ("val", "test"):
         paths, _ = manifest_rows(manifest, split)
         sets[split] = encode(predictor, paths, f"Helsinki {split}")
@@ -311,7 +310,7 @@ def main() -> None:
     cache = (
         args.cache or (args.model.parent if args.model.is_file() else args.model) / "out_of_city_features.npz"
     )
-    sets = collect(predictor, args.model, manifest, args.atlas, cache, np.random.default_rng(0))
+    sets = collect(predictor, args.model, manifest, args.atlas, cache)
     scorer = Scorer(
         predictor.embeddings.cpu().numpy(),
         float(predictor.model.logit_scale().detach()),
