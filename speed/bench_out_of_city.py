@@ -71,18 +71,17 @@ def encode(predictor, paths: list[Path], label: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
 
-def manifest_rows(manifest: Path, split: str, city: str | None = None) -> tuple[list[Path], pd.DataFrame]:
-    frame = pd.read_parquet(manifest)
-    rows = frame[frame["split"] == split]
-    if city is not None:
-        rows = rows[rows["city"] == city]
-    return [manifest.parent / "images" / p for p in rows["path"]], rows.reset_index(drop=True)
+def manifest_rows(manifest: Path, split: str) -> tuple[list[Path], pd.DataFrame]:
+    from addressclip.data.manifest import read_manifest
+
+    read = read_manifest(manifest)
+    rows = read.split(split).reset_index(drop=True)
+    return [read.image_path(p) for p in rows["path"]], rows
 
 
 def atlas_paths(atlas: Path, split: str) -> tuple[list[Path], np.ndarray]:
-    frame = pd.read_parquet(atlas)
-    rows = frame[frame["split"] == split]
-    return [atlas.parent / p for p in rows["path"]], np.asarray(rows["city"].astype(str), dtype=str)
+    paths, rows = manifest_rows(atlas, split)
+    return paths, np.asarray(rows["city"].astype(str), dtype=str)
 
 
 def real_photos() -> list[Path]:
