@@ -3,7 +3,7 @@
 Each measurement is its own Python process (so one's peak cannot hide another's), whose peak
 resident set size the parent reads with `os.wait4` (`ru_maxrss`, the kernel's high-water mark):
 
-- `import`: the predictor's modules imported, nothing else (the floor every other row stands on);
+- `import`: `serve.images` imported, nothing else (the floor of the decode rows);
 - `decode <photo>`: `serve.images.square_pixels` of the photo at the model's input size (what the
   service does for an upload; JPEG draft decoding keeps it small);
 - `predict <photo>`: `addressclip predict PHOTO --model MODEL --format json` (the whole command:
@@ -32,7 +32,7 @@ LARGE = PHOTOS / "opensfm-berlin" / "03.jpg"
 SMALL = PHOTOS / "opensfm-lund" / "01.jpg"
 DEFAULT_MODEL = ROOT / "runs" / "demo" / "train" / "model.pt"
 
-IMPORT_ONLY = "import addressclip.serve.images, addressclip.serve.loading"
+IMPORT_ONLY = "import addressclip.serve.images"
 DECODE = (
     "import sys; from addressclip.serve.images import square_pixels; "
     "pixels = square_pixels(sys.argv[1], int(sys.argv[2])); assert pixels.shape[0] == 3"
@@ -56,10 +56,33 @@ def peak_mb(arguments: list[str]) -> tuple[float, float]:
 
 
 def model_image_size(model: Path) -> int:
-    """The model's input size, from a short-lived load (so the measuring children stay independent)."""
-    from addressclip.serve.loading import load_predictor
+    """The model's input size, read in a child: a parent holding the model would hand its own resident
+    pages to every child it forks, and the children's peaks would all read as the parent's."""
+    code = (
+        "import sys; from addressclip.serve.loading import load_predictor; "
+        "print(load_predictor(sys.argv[1], calibrate_threshold=False).image_size)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{model}: cannot load ({done.stderr.strip().splitlines()[-1:]})")
+    return int(done.stdout.strip().splitlines()[-1])
 
-    return load_predictor(model, calibrate_threshold=False).image_size
+
+def _jpeg_size(data: bytes) -> str:
+    """'WxH' from a JPEG's SOF marker (no imaging library in this parent process: see above)."""
+    at = 2
+    while at + 9 < len(data):
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = (
+                int.from_bytes(data[at + 5 : at + 7], "big"),
+                int.from_bytes(data[at + 7 : at + 9], "big"),
+            )
+            return f"{width}x{height}"
+        at += 2 + length
+    return "?"
 
 
 def measure(model: Path, photos: list[Path]) -> dict:
@@ -68,10 +91,8 @@ def measure(model: Path, photos: list[Path]) -> dict:
     mb, seconds = peak_mb(["-c", IMPORT_ONLY])
     rows["import"] = {"peak_rss_mb": round(mb, 1), "seconds": round(seconds, 2)}
     for photo in photos:
-        from PIL import Image
-
-        with Image.open(photo) as image:
-            shape = f"{image.width}x{image.height}"
+        with photo.open("rb") as handle:
+            shape = _jpeg_size(handle.read())
         label = f"{photo.parent.name}/{photo.name} ({shape}, {photo.stat().st_size / 1e6:.2f} MB)"
         mb, seconds = peak_mb(["-c", DECODE, str(photo), str(size)])
         rows[f"decode {label}"] = {"peak_rss_mb": round(mb, 1), "seconds": round(seconds, 2)}
