@@ -118,7 +118,8 @@ def test_predictor_flags_by_mahalanobis_and_a_bundle_keeps_it(trained_world, tmp
     bundle = predictor.export(tmp_path / "bundle")
     again = load_predictor(bundle)
     assert again.calibration == calibration
-    assert again.predict_one(noise).in_city_score == pytest.approx(predictions[-1].in_city_score, abs=1e-4)
+    # batch of 7 vs one image: float32 sums differ in the last bits (here 1e-7 relative)
+    assert again.predict_one(noise).in_city_score == pytest.approx(predictions[-1].in_city_score, rel=1e-5)
     # the default stays the top-1 cosine, with the response as before
     plain = load_predictor(trained_world.checkpoint, cache_embeddings=False)
     assert plain.calibration.score == "top1" and "in_city_score" not in plain.predict_one(photos[0]).to_dict()
