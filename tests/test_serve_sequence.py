@@ -90,6 +90,32 @@ def test_timestamps_and_positions_set_the_gaps(predictor, trained_world):
     }
 
 
+def test_a_sequence_encodes_each_photo_once_and_keeps_the_out_of_city_score(trained_world):
+    """With a score that is not the top-1 cosine (mahalanobis), the flag's score is computed from the
+    features the ranking used: one image-tower pass per photo, the same scores as predict()."""
+    flagged = load_predictor(
+        trained_world.checkpoint, cache_embeddings=False, out_of_city_score="mahalanobis"
+    )
+    _, photos, _ = _walk_with_wrong_frames(trained_world)
+    pixels = np.stack([flagged.decode(p) for p in photos])
+    encoded = []
+    encode_image = flagged.model.encode_image
+
+    def counting(batch):
+        encoded.append(len(batch))
+        return encode_image(batch)
+
+    flagged.model.encode_image = counting
+    try:
+        result = flagged.predict_sequence_pixels(pixels, [str(p) for p in photos])
+        assert sum(encoded) == len(photos)
+        alone = flagged.predict_pixels(pixels, names=[str(p) for p in photos])
+    finally:
+        flagged.model.encode_image = encode_image
+    assert all(p.in_city_score is not None for p in result.predictions)
+    assert [p.to_dict() for p in alone] == [p.to_dict() for p in result.predictions]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

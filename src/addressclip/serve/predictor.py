@@ -416,13 +416,20 @@ class AddressPredictor:
         """
         if len(self.gallery) == 0:
             raise AddressclipError("the predictor has no candidate addresses")
+        return self._rank_all_images(self.image_embeddings(pixels), top_k)
+
+    @_inference_mode
+    def _rank_all_images(
+        self, images: torch.Tensor | np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`rank_all` for image features already computed (the out-of-city score reuses them)."""
         k = max(1, min(int(top_k), len(self.gallery)))
         if self.image_encoder is not None:
-            images, scale = self.image_embeddings(pixels), self.image_encoder.logit_scale
+            scale = self.image_encoder.logit_scale
             return onnx_backend.rank_numpy(images, self._embeddings, scale, k, with_log=True)  # type: ignore[return-value]
         import torch
 
-        cosine = self.image_embeddings(pixels) @ self._embeddings.T
+        cosine = images @ self._embeddings.T
         scale = self.model.logit_scale().float()
         probabilities = torch.softmax(cosine * scale, dim=-1)
         scores, indices = torch.topk(cosine, k, dim=-1)
@@ -466,11 +473,11 @@ class AddressPredictor:
         predictions: list[Prediction] = []
         parts = []
         for start in range(0, count, self.batch_size):
-            chunk = pixels[start : start + self.batch_size]
-            indices, scores, probs, log_probs = self.rank_all(chunk, top_k)
+            images = self.image_embeddings(pixels[start : start + self.batch_size])  # once per photo
+            indices, scores, probs, log_probs = self._rank_all_images(images, top_k)
             parts.append(log_probs)
-            in_city = self.in_city_scores(self.image_embeddings(chunk)) if self._needs_in_city else None
-            for offset in range(len(chunk)):
+            in_city = self.in_city_scores(images)
+            for offset in range(len(indices)):
                 predictions.append(
                     self._prediction(
                         names[start + offset],
@@ -522,10 +529,6 @@ class AddressPredictor:
         names = [source_name(s, i) for i, s in enumerate(sources)]
         pixels = np.stack([self.decode(s, n) for s, n in zip(sources, names, strict=True)])
         return self.predict_sequence_pixels(pixels, names, timestamps, positions, top_k, params)
-
-    @property
-    def _needs_in_city(self) -> bool:
-        return self.calibration is not None and self.calibration.score != DEFAULT_SCORE
 
     def _prediction(
         self,
