@@ -85,6 +85,8 @@ class BuildReport:
             f"{c.get('read_skipped', 0)} skipped",
         ]
         check = self.read.get("decode_check")
+        if self.read.get("files_checked") is False:
+            lines.append("files neither stat-ed nor decoded: the paths list was trusted (--trust-list)")
         if isinstance(check, dict):
             failed = ", ".join(f"{k} {v}" for k, v in check["failed_by_kind"].items()) or "none"
             lines.append(
@@ -327,9 +329,11 @@ def build_dataset(
         "strict": strict,
     }
     read = spec.read(images, strict=strict, progress=progress, **options)
-    decode_check = _drop_undecodable(read, images, progress)
+    # a trusted list (--trust-list) is taken as it is: no file is opened, so none is decoded either
+    decode_check = _drop_undecodable(read, images, progress) if read.files_checked else None
     report.read = read.report.to_dict()
     report.read["decode_check"] = decode_check
+    report.read["files_checked"] = read.files_checked
     report.counts.update(seen=read.report.seen, read=len(read.frame), read_skipped=read.report.skipped)
     if read.frame.empty:
         raise AddressclipError(

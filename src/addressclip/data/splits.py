@@ -149,7 +149,7 @@ def _count_by_split(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def _drop_unseen(frame: pd.DataFrame, report: SplitReport) -> pd.DataFrame:
-    train_ids = set(frame.loc[frame["split"] == "train", "address_id"].tolist())
+    train_ids = _distinct(frame.loc[frame["split"] == "train", "address_id"])
     unseen = (frame["split"] != "train") & ~frame["address_id"].isin(train_ids)
     for split in ("val", "test"):
         in_split = unseen & (frame["split"] == split)
@@ -158,16 +158,21 @@ def _drop_unseen(frame: pd.DataFrame, report: SplitReport) -> pd.DataFrame:
     return frame.loc[~unseen].reset_index(drop=True)
 
 
+def _distinct(values: pd.Series) -> set:
+    return set(values.unique().tolist())
+
+
 def class_coverage(frame: pd.DataFrame, class_column: str = "address_id") -> dict[str, object]:
     """Per split: images, locations, classes; and how many val/test classes training covers."""
     result: dict[str, object] = {}
     has_classes = class_column in frame.columns
-    train_classes = set(frame.loc[frame["split"] == "train", class_column]) if has_classes else set()
+    # distinct values through unique(): iterating millions of (arrow-backed) strings costs seconds
+    train_classes = _distinct(frame.loc[frame["split"] == "train", class_column]) if has_classes else set()
     for split in SPLITS:
         rows = frame[frame["split"] == split]
         entry: dict[str, object] = {"images": len(rows), "locations": int(rows["location_id"].nunique())}
         if has_classes:
-            classes = set(rows[class_column])
+            classes = _distinct(rows[class_column])
             entry["classes"] = len(classes)
             if split != "train":
                 entry["classes_in_train"] = len(classes & train_classes)
@@ -182,6 +187,6 @@ def class_coverage(frame: pd.DataFrame, class_column: str = "address_id") -> dic
             entry["streets"] = int(rows["street"].nunique())
         result[split] = entry
     if has_classes:
-        tested = set(frame.loc[frame["split"] == "test", class_column])
+        tested = _distinct(frame.loc[frame["split"] == "test", class_column])
         result["train_classes_without_test_images"] = len(train_classes - tested)
     return result

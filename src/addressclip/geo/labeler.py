@@ -78,28 +78,35 @@ class SegmentGrid:
         self._index_cells()
 
     def _index_cells(self) -> None:
-        """List, per cell, the segments within radius of it (a cell-centre distance test)."""
-        cells, segments = [], []
+        """List, per cell, the segments within radius of it (a cell-centre distance test).
+
+        Vectorised over all (segment, cell of its bounding box) pairs, in chunks of segments: a
+        country-sized network (Liechtenstein, 13 k segments) indexes in well under a second.
+        """
         half_diagonal = self.cell * np.sqrt(0.5)
         seg_low = np.minimum(self.a, self.b) - self.radius
         seg_high = np.maximum(self.a, self.b) + self.radius
-        lo = np.floor((seg_low - self.origin) / self.cell).astype(np.int64)
-        hi = np.floor((seg_high - self.origin) / self.cell).astype(np.int64)
         nx, ny = self.shape
-        for s in range(len(self.a)):
-            ix = np.arange(max(lo[s, 0], 0), min(hi[s, 0], nx - 1) + 1)
-            iy = np.arange(max(lo[s, 1], 0), min(hi[s, 1], ny - 1) + 1)
-            gx, gy = np.meshgrid(ix, iy, indexing="ij")
-            gx, gy = gx.ravel(), gy.ravel()
-            centres = self.origin + (np.c_[gx, gy] + 0.5) * self.cell
-            segment = np.full(len(gx), s)
-            near = (
-                self._distance2(centres[:, 0], centres[:, 1], segment) <= (self.radius + half_diagonal) ** 2
+        lo = np.maximum(np.floor((seg_low - self.origin) / self.cell).astype(np.int64), 0)
+        hi = np.minimum(np.floor((seg_high - self.origin) / self.cell).astype(np.int64), [nx - 1, ny - 1])
+        width_y = hi[:, 1] - lo[:, 1] + 1
+        count = (hi[:, 0] - lo[:, 0] + 1) * width_y
+        cells, segments = [], []
+        bounds = np.searchsorted(np.cumsum(count), np.arange(0, int(count.sum()), 1 << 22), side="right")
+        for first, last in zip(bounds, [*bounds[1:], len(count)], strict=True):
+            segment = np.repeat(np.arange(first, last), count[first:last])
+            offset = np.arange(len(segment)) - np.repeat(
+                np.cumsum(count[first:last]) - count[first:last], count[first:last]
             )
+            gx = lo[segment, 0] + offset // width_y[segment]
+            gy = lo[segment, 1] + offset % width_y[segment]
+            centre_x = self.origin[0] + (gx + 0.5) * self.cell
+            centre_y = self.origin[1] + (gy + 0.5) * self.cell
+            near = self._distance2(centre_x, centre_y, segment) <= (self.radius + half_diagonal) ** 2
             cells.append(gx[near] * ny + gy[near])
-            segments.append(np.full(int(near.sum()), s, dtype=np.int64))
-        cell_ids = np.concatenate(cells)
-        segment_ids = np.concatenate(segments)
+            segments.append(segment[near])
+        cell_ids = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
+        segment_ids = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64)
         order = np.argsort(cell_ids, kind="stable")
         self.cell_segments = segment_ids[order]
         counts = np.bincount(cell_ids, minlength=nx * ny)

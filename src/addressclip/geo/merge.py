@@ -78,8 +78,12 @@ class _SparseMerger:
                 record.neighbourhood, address_id=record.address_id,
             )  # fmt: skip
         valid = index >= 0
-        for row, code in zip(index[valid].tolist(), codes[valid].tolist(), strict=True):
-            self.groups[row].locations.add(code)
+        # distinct (row, location) pairs first: a loop over millions of images would cost seconds
+        span = int(codes.max(initial=0)) + 1
+        pairs = np.unique(index[valid] * span + codes[valid])
+        rows, first = np.unique(pairs // span, return_index=True)
+        for row, locations in zip(rows.tolist(), np.split(pairs % span, first[1:]), strict=True):
+            self.groups[row].locations = set(locations.tolist())
         self.owner = list(range(len(table)))  # original row -> group key
         self.by_component: dict[str, set[int]] = defaultdict(set)
         for key, group in self.groups.items():

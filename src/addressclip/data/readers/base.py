@@ -103,6 +103,9 @@ class ReadResult:
 
     frame: pd.DataFrame
     report: ReadReport
+    # False when the reader trusted its list (`--trust-list`): the files were neither stat-ed nor
+    # decoded, so the build skips its decode check too
+    files_checked: bool = True
 
 
 def make_image_table(records: list[dict[str, object]], extra_columns: Iterable[str] = ()) -> pd.DataFrame:
@@ -295,6 +298,14 @@ class ReaderSpec:
             values[option.name] = value
         return values
 
+
+TRUST_LIST_OPTION = ReaderOption(
+    "trust_list",
+    "--trust-list",
+    "trust the paths list: no file is stat-ed or decoded, names are parsed vectorised "
+    "(for lists of millions of images; needs --paths-list or a sidecar list)",
+    kind="switch",
+)
 
 # shared by the formats that can read a listing instead of walking the folder
 PATHS_LIST_OPTION = ReaderOption(
