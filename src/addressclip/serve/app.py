@@ -59,7 +59,7 @@ from addressclip.serve.limits import BodyLimits, InFlightBudget, RequestLimitMid
 from addressclip.serve.predictor import AddressPredictor, Prediction
 from addressclip.serve.search import AddressIndex
 from addressclip.serve.sequences import sequence_params
-from addressclip.serve.uploads import Upload, decode_base64, parse_json, read_uploads
+from addressclip.serve.uploads import Upload, body_top_k, json_upload, parse_json, read_uploads
 
 log = logging.getLogger("addressclip.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -264,20 +264,7 @@ def _sequence_request(
         raise ApiError(
             413, "too_many_images", f"{len(items)} photos in one sequence, above the limit of {max_images}"
         )
-    uploads = []
-    for index, item in enumerate(items):
-        where = f"images[{index}]"
-        name = where
-        if isinstance(item, dict):
-            raw_name = str(item.get("filename") or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
-            name = raw_name[:200] or where
-            item = item.get("image")
-        data = decode_base64(item, where)
-        if len(data) > max_bytes:
-            raise ApiError(
-                413, "too_large", f"{where}: image is {len(data):,} bytes, above the limit of {max_bytes:,}"
-            )
-        uploads.append(Upload(name, data))
+    uploads = [json_upload(item, f"images[{i}]", max_bytes) for i, item in enumerate(items)]
     numbers = {}
     for key in ("timestamps", "positions"):
         values = body.get(key)
@@ -287,9 +274,7 @@ def _sequence_request(
         ):
             raise ApiError(422, "invalid_request", f"{key} must be a list of numbers, one per photo")
         numbers[key] = None if values is None else [float(v) for v in values]
-    top_k = body.get("top_k")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)):
-        raise ApiError(422, "invalid_request", f"JSON: top_k must be a whole number, not {str(top_k)[:40]}")
+    top_k = body_top_k(body.get("top_k"), "JSON")
     return uploads, numbers["timestamps"], numbers["positions"], top_k
 
 

@@ -9,7 +9,6 @@ Only bytes come out of here — never a path: nothing a client sends is used to 
 from __future__ import annotations
 
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from addressclip.serve.api_errors import ApiError
+from addressclip.serve.jsonbody import JsonBodyError, RawString, parse_json_body
 from addressclip.serve.limits import BodyRefused
 
 IMAGE_FIELDS = ("image", "file")  # multipart field names for /v1/predict
@@ -48,38 +48,49 @@ def _too_large(where: str, size: int, limit: int) -> ApiError:
 
 
 def decode_base64(text: Any, where: str) -> bytes:
-    if not isinstance(text, str):
+    """Strict base64 (a `data:` URL prefix and line breaks allowed) from a JSON string value."""
+    if isinstance(text, RawString):
+        data: str | memoryview = text.data
+    elif isinstance(text, str):
+        data = text
+    else:
         raise ApiError(400, "bad_base64", f"{where}: expected a base64 string")
-    if text.startswith("data:") and "," in text:  # a data URL, as a browser's FileReader gives
-        text = text.split(",", 1)[1]
+    head = bytes(data[:64]) if isinstance(data, memoryview) else data[:64].encode("ascii", "replace")
+    if head.startswith(b"data:") and b"," in head:  # a data URL, as a browser's FileReader gives
+        data = data[head.index(b",") + 1 :]
     try:
-        return _b64decode_in_steps(text)
+        return _b64decode_in_steps(data)
     except (binascii.Error, ValueError):
         pass
     try:  # line-wrapped base64 (as `base64` the command writes): drop the whitespace, once
-        return _b64decode_in_steps("".join(text.split()))
+        joined = b"".join(bytes(data).split()) if isinstance(data, memoryview) else "".join(data.split())
+        return _b64decode_in_steps(joined)
     except (binascii.Error, ValueError):
         raise ApiError(400, "bad_base64", f"{where}: not valid base64") from None
 
 
-B64_STEP = 1 << 20  # characters per decoding call (a multiple of 4)
+B64_STEP = 1 << 18  # characters per decoding call (a multiple of 4)
 
 
-def _b64decode_in_steps(text: str) -> bytes:
-    """Strict base64 decoding, 1 MiB of text per C call.
+def _b64decode_in_steps(text: str | bytes | memoryview) -> bytes:
+    """Strict base64 decoding, 256 KiB of text per C call.
 
     One call on a 13 MB upload holds the GIL for 60-170 ms, which stalls the event loop (and /healthz)
     for as long; in steps, other threads run between them.
     """
-    if len(text) % 4 or text.find("=", 0, len(text) - 2) != -1:  # padding only at the very end
+    if len(text) % 4:
         raise binascii.Error("incorrect padding")
+    tail = len(text) - 2
+    head = text[:tail]
+    if (head.find("=") if isinstance(head, str) else bytes(head).find(b"=")) != -1:
+        raise binascii.Error("padding only at the very end")
     return b"".join(
         binascii.a2b_base64(text[start : start + B64_STEP], strict_mode=True)
         for start in range(0, len(text), B64_STEP)
     )
 
 
-def _top_k(value: Any, where: str) -> int | None:
+def body_top_k(value: Any, where: str) -> int | None:
     """The body's top_k: a whole number (JSON integer, or digits in a form field), never coerced.
 
     2.7, "2.7", true, 1e400 (Infinity) and friends are refused with 422 rather than truncated; the
@@ -95,19 +106,16 @@ def _top_k(value: Any, where: str) -> int | None:
     raise ApiError(422, "invalid_request", f"{where}: top_k must be a whole number, not {shown}")
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(raw: bytes) -> Any:
-    """Standard JSON only: NaN/Infinity and nesting deeper than the parser's stack are 400s."""
+    """Standard JSON only: NaN/Infinity and nesting deeper than the parser's stack are 400s.
+
+    Long base64 strings come back as `RawString` views (see `serve.jsonbody`): pass them to
+    `decode_base64`.
+    """
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ApiError(400, "bad_json", "request body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        detail = str(error).split(":")[0][:80] if isinstance(error, ValueError) else "not UTF-8"
-        raise ApiError(400, "bad_json", f"request body is not valid JSON ({detail})") from None
+        return parse_json_body(raw)
+    except JsonBodyError as error:
+        raise ApiError(400, "bad_json", str(error)) from None
 
 
 async def _from_form(
@@ -137,10 +145,11 @@ async def _from_form(
         if len(data) > max_bytes:
             raise _too_large(name, file.size or len(data), max_bytes)
         uploads.append(Upload(name, data))
-    return UploadRequest(uploads, _top_k(form.get("top_k"), "form field"))
+    return UploadRequest(uploads, body_top_k(form.get("top_k"), "form field"))
 
 
-def _json_item(item: Any, where: str, max_bytes: int) -> Upload:
+def json_upload(item: Any, where: str, max_bytes: int) -> Upload:
+    """One JSON image: a base64 string, or {"image": base64, "filename": name}."""
     name = where
     if isinstance(item, dict):
         name = _display_name(item.get("filename"), where)
@@ -155,11 +164,11 @@ def _json_uploads(raw: bytes, many: bool, max_images: int, max_bytes: int) -> Up
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "JSON body must be an object")
-    top_k = _top_k(body.get("top_k"), "JSON")
+    top_k = body_top_k(body.get("top_k"), "JSON")
     if not many:
         if "image" not in body:
             raise ApiError(422, "missing_image", 'JSON body needs "image": a base64 string')
-        return UploadRequest([_json_item(body, "image", max_bytes)], top_k)
+        return UploadRequest([json_upload(body, "image", max_bytes)], top_k)
     items = body.get("images")
     if not isinstance(items, list) or not items:
         raise ApiError(422, "missing_image", 'JSON body needs "images": a non-empty list of base64 strings')
@@ -167,7 +176,8 @@ def _json_uploads(raw: bytes, many: bool, max_images: int, max_bytes: int) -> Up
         raise ApiError(
             413, "too_many_images", f"{len(items)} images in one request, above the limit of {max_images}"
         )
-    return UploadRequest([_json_item(item, f"images[{i}]", max_bytes) for i, item in enumerate(items)], top_k)
+    uploads = [json_upload(item, f"images[{i}]", max_bytes) for i, item in enumerate(items)]
+    return UploadRequest(uploads, top_k)
 
 
 async def _from_json(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
