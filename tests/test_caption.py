@@ -166,3 +166,27 @@ def test_missing_model_folder_or_file_is_one_line(tmp_path, uncaptioned, blip_fo
     assert main(["caption", str(uncaptioned), "--model", str(partial)]) == 2
     error = capsys.readouterr().err.strip()
     assert "model.safetensors" in error and "weights" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_ranks_caption_every_row_once(uncaptioned, blip_folder):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "addressclip.cli",
+               "caption", str(uncaptioned), "--model", str(blip_folder), "--batch-size", "4",
+               "--max-new-tokens", "3", "--threads", "1", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rank 0/2: captioned 10 image(s)" in done.stdout
+    assert "rank 1/2: captioned 10 image(s)" in done.stdout
+    frame = read_manifest(uncaptioned).frame
+    assert frame["caption"].str.startswith("a street view of").all()
+    assert not sidecar_folder(uncaptioned).exists()

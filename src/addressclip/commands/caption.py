@@ -9,15 +9,13 @@ from addressclip.commands.common import add_device_argument, add_progress_argume
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from addressclip.world.manifest_captions import DEFAULT_PROMPT, SIDECAR_SUFFIX
-
     parser = subparsers.add_parser(
         "caption",
         help="caption a manifest's images with a local BLIP model (batched, resumable, torchrun)",
         description=(
             "Caption the images of a manifest whose caption is empty (all of them with --overwrite) with "
             "BLIP (transformers' BlipForConditionalGeneration + BlipProcessor) read from a local folder, "
-            f"never downloaded. Progress goes to MANIFEST{SIDECAR_SUFFIX}/ every --flush-every batches, so "
+            "never downloaded. Progress goes to MANIFEST.captions/ every --flush-every batches, so "
             "a rerun skips rows already captioned; the caption column is written into the manifest "
             "atomically at the end. Under `torchrun --nproc-per-node N -m addressclip.cli caption ...` "
             "each rank captions its share and rank 0 writes the manifest. bfloat16 on a GPU, float32 on "
@@ -27,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="path of manifest.parquet")
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="local BLIP model folder")
     parser.add_argument(
-        "--prompt", default=DEFAULT_PROMPT, help=f"text the captions start from ('{DEFAULT_PROMPT}')"
+        "--prompt", help="text the captions start from (default: 'a street view of', as in the paper)"
     )
     parser.add_argument("--max-new-tokens", type=int, default=30, metavar="N", help="tokens generated (30)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per batch (16)")
@@ -53,11 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
     from addressclip.commands.common import apply_threads
     from addressclip.model.device import resolve_device
-    from addressclip.world.manifest_captions import BlipCaptioner, CaptionSettings, caption_manifest
+    from addressclip.world.manifest_captions import (
+        DEFAULT_PROMPT,
+        BlipCaptioner,
+        CaptionSettings,
+        caption_manifest,
+    )
 
     settings = CaptionSettings(
         model=str(args.model.resolve()),
-        prompt=args.prompt,
+        prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         flush_every=args.flush_every,

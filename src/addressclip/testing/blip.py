@@ -37,6 +37,7 @@ def write_vocab(path: str | Path, vocab_size: int | None = None) -> Path:
 def save_random_blip(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a random BLIP model + processor (tokenizer included) that `from_pretrained` reads offline."""
     import torch
+    import transformers
     from transformers import (
         BertTokenizer,
         BlipConfig,
@@ -47,6 +48,7 @@ def save_random_blip(folder: str | Path, size: str = "tiny", seed: int = 0) -> P
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    transformers.utils.logging.disable_progress_bar()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_file = write_vocab(folder / "vocab.txt", None if size == "tiny" else 30524)
