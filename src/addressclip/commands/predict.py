@@ -2,13 +2,16 @@
 
 `--sequence` decodes the photos as one walk (see `serve.sequences`): in natural file-name order, or
 with `--order exif-time` by EXIF DateTimeOriginal (gaps in seconds; a photo without it is an error
-naming the file, since guessing its place would silently reorder the walk).
+naming the file, since guessing its place would silently reorder the walk). A video file stands for
+its frames, one every `--every-s` seconds (`serve.video`; the frame times are the sequence's
+timestamps).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from addressclip.commands.common import (
@@ -17,6 +20,7 @@ from addressclip.commands.common import (
     output_path,
     predictor_from_args,
 )
+from addressclip.serve.video import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_LISTED_SKIPS = 20
@@ -37,7 +41,7 @@ def collect_images(paths: list[str]) -> tuple[list[Path], bool]:
                     p
                     for p in path.rglob("*")
                     if p.is_file()
-                    and p.suffix.lower() in IMAGE_SUFFIXES
+                    and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
                     and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 )
             )
@@ -55,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Rank the candidate addresses for each photo (files, or folders searched recursively). "
         "Unreadable images are skipped and listed on stderr.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders")
     add_model_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--top-k", type=int, default=5, help="addresses per photo (default: 5)")
@@ -76,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="name",
         help="sequence order: file names (natural order: 9.jpg before 10.jpg; default), or EXIF "
         "DateTimeOriginal, whose gaps in seconds then scale the transitions (a photo without it is an error)",
+    )
+    group.add_argument(
+        "--every-s",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="video files: take one frame every SECONDS of the video (default: 1; needs the video extra)",
     )
     parser.set_defaults(func=run, intermixed="paths")
 
@@ -101,6 +112,9 @@ def run_sequence(args: argparse.Namespace, images: list[Path], out: Path | None)
         order_by_exif_time,
     )
 
+    videos = [path for path in images if path.suffix.lower() in VIDEO_SUFFIXES]
+    if videos and (len(images) > 1 or args.order != "name"):
+        raise AddressclipError("a video is a sequence of its own: give one video file alone, without --order")
     times: list[float] | None = None
     if args.order == "exif-time":
         images, times = order_by_exif_time(images)
@@ -108,7 +122,16 @@ def run_sequence(args: argparse.Namespace, images: list[Path], out: Path | None)
         images = sorted(images, key=natural_key)
     predictor = predictor_from_args(args)
     pixels, names, kept_times, skipped = [], [], [], []
-    for index, path in enumerate(images):
+    if videos:
+        from addressclip.serve.video import video_frames
+
+        times = []
+        for frame in video_frames(videos[0], args.every_s, max_pixels=predictor.max_pixels):
+            pixels.append(predictor.decode(frame.image, frame.name))
+            names.append(frame.name)
+            times.append(frame.time_s)
+        kept_times = times
+    for index, path in enumerate([] if videos else images):
         try:
             pixels.append(predictor.decode(path, str(path)))
         except ImageRejected as error:
@@ -135,6 +158,18 @@ def run_sequence(args: argparse.Namespace, images: list[Path], out: Path | None)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _sources(images: list[Path], every_s: float, max_pixels: int) -> Iterator[tuple[object, str]]:
+    """(what to decode, display name) per photo; a video gives one per sampled frame."""
+    for path in images:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            from addressclip.serve.video import video_frames
+
+            for frame in video_frames(path, every_s, max_pixels=max_pixels):
+                yield frame.image, frame.name
+        else:
+            yield path, str(path)
 
 
 def _report_skips(skipped: list[str], total: int) -> None:
@@ -172,18 +207,25 @@ def run(args: argparse.Namespace) -> int:
     predictor = predictor_from_args(args)
     predictions = []
     skipped: list[str] = []
-    batches = range(0, len(images), args.batch_size)
+    pixels, names = [], []
     show = any_folder and len(images) > args.batch_size
-    for start in tqdm(batches, desc="predicting", unit="batch", disable=not show, file=sys.stderr):
-        pixels, names = [], []
-        for path in images[start : start + args.batch_size]:
-            try:
-                pixels.append(predictor.decode(path, str(path)))
-                names.append(str(path))
-            except ImageRejected as error:
-                skipped.append(str(error))
-        if pixels:
+    for source, name in tqdm(
+        _sources(images, args.every_s, predictor.max_pixels),
+        desc="predicting",
+        unit="image",
+        disable=not show,
+        file=sys.stderr,
+    ):
+        try:
+            pixels.append(predictor.decode(source, name))
+            names.append(name)
+        except ImageRejected as error:
+            skipped.append(str(error))
+        if len(pixels) == args.batch_size:
             predictions.extend(predictor.predict_pixels(np.stack(pixels), args.top_k, names))
+            pixels, names = [], []
+    if pixels:
+        predictions.extend(predictor.predict_pixels(np.stack(pixels), args.top_k, names))
     _report_skips(skipped, len(images))
     if not predictions:
         raise AddressclipError(f"none of the {len(images)} file(s) could be read as an image")
