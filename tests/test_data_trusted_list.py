@@ -16,6 +16,7 @@ import shapely
 
 from addressclip.data.manifest import read_manifest, validate_manifest
 from addressclip.data.readers import CosplaceName, format_cosplace_name, read_cosplace
+from addressclip.data.readers.cosplace_list import read_cosplace_list
 from addressclip.errors import ConfigError, InputError
 from addressclip.geo.addressbook import AddressBook
 from addressclip.resources import bundled_extract
@@ -71,7 +72,7 @@ def listed(tmp_path_factory) -> tuple[Path, Path, list[str]]:
 def test_trusted_list_reads_what_the_per_name_reader_reads(listed) -> None:
     images, paths, _ = listed
     slow = read_cosplace(images, paths, progress=False)
-    fast = read_cosplace(images, paths, progress=False, trust_list=True)
+    fast = read_cosplace_list(images, paths)
     assert fast.files_checked is False and slow.files_checked is True
     assert dict(fast.report.skip_counts) == dict(slow.report.skip_counts) == {
         "malformed_name": 4, "duplicate_path": 1, "not_jpeg": 1, "outside_root": 1,
@@ -102,12 +103,12 @@ def test_trusted_list_never_opens_the_listed_files(listed, tmp_path: Path) -> No
     _, paths, _ = listed
     empty = tmp_path / "no-images-here"
     empty.mkdir()
-    fast = read_cosplace(empty, paths, progress=False, trust_list=True)
+    fast = read_cosplace_list(empty, paths)
     assert fast.report.kept == 3000 + 1  # every well-formed name (+ the ./val one), none stat-ed
     with pytest.raises(InputError, match=r"paths.txt: field .path.: .* is outside"):
-        read_cosplace(empty, paths, progress=False, trust_list=True, strict=True)
+        read_cosplace_list(empty, paths, strict=True)
     with pytest.raises(ConfigError, match="--trust-list trusts a paths list: give --paths-list"):
-        read_cosplace(empty, None, progress=False, trust_list=True)
+        read_cosplace_list(empty, None)
 
 
 def test_build_trust_list_command_writes_a_valid_manifest(listed, tmp_path: Path) -> None:

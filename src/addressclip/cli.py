@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "addressbook",
     "build",
     "validate",
+    "shard",
     "caption",
     "pretrain",
     "train",

@@ -107,6 +107,10 @@ class LoaderConfig:
     max_per_address: int = 4  # images of one address in one batch (0 = no cap)
     num_workers: int = 0
     augment: bool = False
+    # Training images streamed from tar shards (`addressclip shard`) instead of the folder of JPEGs:
+    # the shard folder of `data`'s manifest (None = the folder path, the default for small data).
+    shards: str | None = None
+    shuffle_buffer: int = 2000  # samples of the shard stream's shuffle buffer (0 = manifest order)
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"  # reported once at the end, for the best model; never used for selection

@@ -19,6 +19,7 @@ EXTRA_OF: dict[str, str] = {
     "fastapi": "serve",
     "uvicorn": "serve",
     "multipart": "serve",
+    "webdataset": "shards",
     "transformers": "caption",
 }
 

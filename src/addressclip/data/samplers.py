@@ -21,9 +21,19 @@ def epoch_batches(
     """Full batches of indices for one epoch (the incomplete tail is dropped)."""
     if batch_size < 1:  # an empty batch is always "full": the loop below would never end
         raise ConfigError(f"optim.batch_size must be at least 1, not {batch_size}")
-    count = len(labels)
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(count)
+    order = np.random.default_rng([seed, epoch]).permutation(len(labels))
+    return capped_batches(order, labels, batch_size, max_per_address)
+
+
+def capped_batches(
+    order: np.ndarray, labels: np.ndarray, batch_size: int, max_per_address: int
+) -> list[np.ndarray]:
+    """Full batches of `order` taken as a stream: an index over its address's cap waits for a later
+    batch (the incomplete tail is dropped). Shared by the folder path (a permutation per epoch) and
+    the shard stream (`data.shards`, the order its shuffle buffer gives)."""
+    if batch_size < 1:
+        raise ConfigError(f"optim.batch_size must be at least 1, not {batch_size}")
+    count = len(order)
     cap = max_per_address
     distinct = len(np.unique(labels))
     if cap > 0 and cap * distinct < batch_size:

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from addressclip.config import RunConfig
 from addressclip.data.dataset import (
@@ -22,9 +23,12 @@ from addressclip.data.dataset import (
     AddressVocabulary,
     ManifestImages,
     StackedImages,
+    keep_batch,
     split_rows,
 )
 from addressclip.data.manifest import read_manifest
+from addressclip.data.samplers import AddressBatchSampler
+from addressclip.data.shards import ShardIndex, ShardStream, StagedImages, read_shard_index
 from addressclip.errors import ConfigError, InputError
 
 
@@ -35,6 +39,37 @@ class StageData:
     test: AddressDataset | None
     vocabulary: AddressVocabulary  # candidates for validation
     manifests: list[Path]
+    shards: ShardIndex | None = None  # training images streamed from these shards (loader.shards)
+
+
+def batch_source(data: StageData, config: RunConfig, rank: int, world_size: int):
+    """What the training loop draws its batches from: the folder path's `AddressBatchSampler`, or a
+    `ShardStream` when `loader.shards` is set. Both give `global_batch_size` and `batches_per_epoch`."""
+    loader = config.loader
+    if data.shards is None:
+        return AddressBatchSampler(
+            data.train.labels, config.optim.batch_size, loader.max_per_address, config.seed, rank, world_size
+        )
+    return ShardStream(
+        data.shards, loader.train_split, data.train, config.optim.batch_size, loader.max_per_address,
+        config.seed, loader.shuffle_buffer, rank, world_size,
+    )  # fmt: skip
+
+
+def train_loader(source, dataset: AddressDataset, epoch: int, start: int, num_workers: int, pin_memory: bool):
+    """This rank's batches of `epoch` from micro-batch `start` on, from either batch source."""
+    if isinstance(source, ShardStream):
+        return source.loader(epoch, start, num_workers, pin_memory)
+    source.set_epoch(epoch)
+    source.start_at(start)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=source,
+        collate_fn=keep_batch,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),  # keeps the DataLoader off the global RNG (exact resume)
+    )
 
 
 def _images(path: Path, frame: pd.DataFrame, image_root: Path, config: RunConfig, size: int, interp: str):
@@ -58,6 +93,17 @@ def load_stage_data(
         raise ConfigError("data=PATH/manifest.parquet is required")
     main = read_manifest(config.data)
     frame = main.frame.reset_index(drop=True)
+    shards = None
+    if config.loader.shards:
+        if stage != "address":
+            raise ConfigError("loader.shards streams the address stage; pretrain reads the image folder")
+        shards = read_shard_index(config.loader.shards)
+        if shards.manifest != main.path.resolve():
+            raise ConfigError(
+                f"loader.shards={config.loader.shards} holds {shards.manifest}, not data={main.path}"
+            )
+        # streamed training: validation/test images decoded per batch, nothing decoded up front
+        config = replace(config, loader=replace(config.loader, image_cache="none"))
     images = _images(main.path, frame, main.image_root, config, image_size, interpolation)
     vocabulary = AddressVocabulary.from_frame(frame)
     val_rows = split_rows(frame, [config.loader.val_split])
@@ -68,8 +114,9 @@ def load_stage_data(
         rows = split_rows(frame, [config.loader.train_split])
         if not len(rows):
             raise InputError(main.path, "split", f"no rows with split '{config.loader.train_split}'")
-        train = AddressDataset(frame, images, rows, vocabulary, config.loss.caption_template)
-        return StageData(train, val, test, vocabulary, [main.path])
+        train_images = StagedImages(image_size) if shards is not None else images
+        train = AddressDataset(frame, train_images, rows, vocabulary, config.loss.caption_template)
+        return StageData(train, val, test, vocabulary, [main.path], shards)
 
     # pretrain: captions only, several manifests
     parts = [(images, split_rows(frame, list(config.pretrain.splits)), frame, main.path)]

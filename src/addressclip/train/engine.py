@@ -25,8 +25,6 @@ from tqdm import tqdm
 
 from addressclip.atomic import atomic_path, write_text_atomic
 from addressclip.config import RunConfig, check_config, config_to_dict, save_config
-from addressclip.data.dataset import keep_batch
-from addressclip.data.samplers import AddressBatchSampler
 from addressclip.data.transforms import Normalizer, augment_batch
 from addressclip.errors import AddressclipError, ConfigError
 from addressclip.filenames import MODEL_FILE
@@ -45,7 +43,7 @@ from addressclip.train.checkpoint import (
     read_resume_checkpoint,
     restore_rng,
 )
-from addressclip.train.data import StageData, load_stage_data
+from addressclip.train.data import StageData, batch_source, load_stage_data, train_loader
 from addressclip.train.distributed import DistributedContext, setup_distributed, teardown_distributed
 from addressclip.train.logging import MetricsLogger, truncate_metrics
 from addressclip.train.validation import evaluate_addresses
@@ -157,14 +155,7 @@ class Trainer:
         self.loss_fn = AddressClipLoss(self.loss_config)
         self.use_captions = self.loss_config.beta > 0 and self.data.train.has_captions
         self.use_addresses = self.loss_config.alpha > 0
-        self.sampler = AddressBatchSampler(
-            self.data.train.labels,
-            config.optim.batch_size,
-            config.loader.max_per_address,
-            config.seed,
-            ctx.rank,
-            ctx.world_size,
-        )
+        self.sampler = batch_source(self.data, config, ctx.rank, ctx.world_size)
         accum = max(1, config.optim.accum_steps)
         self.accum = accum
         self.steps_per_epoch = self.sampler.batches_per_epoch() // accum
@@ -327,15 +318,13 @@ class Trainer:
 
     def loader(self, epoch: int, start: int = 0) -> torch.utils.data.DataLoader:
         """This rank's batches of `epoch`, from micro-batch `start` on."""
-        self.sampler.set_epoch(epoch)
-        self.sampler.start_at(start)
-        return torch.utils.data.DataLoader(
+        return train_loader(
+            self.sampler,
             self.data.train,
-            batch_sampler=self.sampler,
-            collate_fn=keep_batch,
-            num_workers=self.config.loader.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator(),  # keeps the DataLoader off the global RNG (exact resume)
+            epoch,
+            start,
+            self.config.loader.num_workers,
+            self.device.type == "cuda",
         )
 
     def run(self, logger: MetricsLogger) -> None:

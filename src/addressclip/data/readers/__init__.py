@@ -12,7 +12,7 @@ function and its options), and `addressclip build --format`, its option flags an
 `data.build.build_dataset` all come from this table. A new format is one module + one line here.
 """
 
-from addressclip.data.readers import annotation_json, cosplace, csv_table, exif
+from addressclip.data.readers import annotation_json, cosplace_list, csv_table, exif
 from addressclip.data.readers.annotation_json import (
     DEFAULT_STREET_PATTERN,
     load_annotation_json,
@@ -40,7 +40,7 @@ from addressclip.data.readers.exif import ExifGps, ExifGpsError, read_exif, read
 READERS: dict[str, ReaderSpec] = {
     spec.name: spec
     for spec in (
-        cosplace.READER,
+        cosplace_list.READER,
         annotation_json.READER,
         csv_table.READER,
         exif.READER,

@@ -21,9 +21,6 @@ from tqdm import tqdm
 
 from addressclip.data.readers.base import (
     JPEG_SUFFIXES,
-    PATHS_LIST_OPTION,
-    TRUST_LIST_OPTION,
-    ReaderSpec,
     ReadReport,
     ReadResult,
     list_jpegs,
@@ -31,7 +28,6 @@ from addressclip.data.readers.base import (
     read_paths_list,
     require_folder,
 )
-from addressclip.errors import ConfigError
 
 UTM_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 SPLIT_FOLDERS = ("train", "val", "test")
@@ -242,29 +238,18 @@ def read_cosplace(
     check_files: bool = True,
     location_precision_m: float = 1.0,
     progress: bool = True,
-    trust_list: bool = False,
 ) -> ReadResult:
     """Read a folder of `@`-named JPEGs into an image table.
 
     The split ('train'/'val'/'test') and role ('database'/'queries') come from the folders when the
     layout is `.../{train,val,test}/{database,queries}/`. With `paths_list` (or a sidecar list found
     in `images_dir`, see SIDECAR_NAMES) the listed paths are used instead of walking the folder.
-    `trust_list`: take the list as it is (no file stat-ed or decoded) and parse it vectorised
-    (`cosplace_list.read_trusted_list`): the path for lists of millions of images.
+    To take a list as it is (no file stat-ed or decoded, parsed vectorised) see
+    `cosplace_list.read_cosplace_list` (`build --trust-list`).
     """
     image_root = require_folder(Path(images_dir))
     report = ReadReport("cosplace", strict=strict)
     sidecar = Path(paths_list) if paths_list is not None else find_sidecar(image_root)
-    if trust_list:
-        if sidecar is None:
-            raise ConfigError(
-                f"--trust-list trusts a paths list: give --paths-list FILE (or put one of "
-                f"{', '.join(SIDECAR_NAMES)} in {image_root})"
-            )
-        from addressclip.data.readers.cosplace_list import read_trusted_list
-
-        frame = read_trusted_list(sidecar, image_root, report, location_precision_m)
-        return ReadResult(_finish_split_columns(frame, report), report, files_checked=False)
     if sidecar is not None:
         candidates = read_paths_list(sidecar, image_root, report)
         report.notes["paths_from_list"] = len(candidates)
@@ -307,27 +292,13 @@ def read_cosplace(
         )
     report.kept = len(records)
     frame = make_image_table(records, extra_columns=("split", "role", "pano_id"))
-    return ReadResult(_finish_split_columns(frame, report), report)
+    return ReadResult(finish_split_columns(frame, report), report)
 
 
-def _finish_split_columns(frame, report: ReadReport):
+def finish_split_columns(frame, report: ReadReport):
     """Without the split layout the split/role columns go (the build splits); a partial layout is noted."""
     if frame["split"].isna().all():
         return frame.drop(columns=["split", "role"])
     if frame["split"].isna().any():
         report.notes["rows_outside_split_layout"] = int(frame["split"].isna().sum())
     return frame
-
-
-def _read(
-    images: Path, *, paths_list: Path | None, trust_list: bool, strict: bool, progress: bool
-) -> ReadResult:
-    return read_cosplace(images, paths_list, strict=strict, progress=progress, trust_list=trust_list)
-
-
-READER = ReaderSpec(
-    "cosplace",
-    _read,
-    (PATHS_LIST_OPTION, TRUST_LIST_OPTION),
-    help="GPS in CosPlace/VPR `@` file names; split from folders",
-)

@@ -20,14 +20,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from addressclip.data.readers.base import JPEG_SUFFIXES, ReadReport, relative_image_path
+from addressclip.data.readers.base import (
+    JPEG_SUFFIXES,
+    PATHS_LIST_OPTION,
+    TRUST_LIST_OPTION,
+    ReaderSpec,
+    ReadReport,
+    ReadResult,
+    relative_image_path,
+    require_folder,
+)
 from addressclip.data.readers.cosplace import (
     _FIELD_NAMES,
+    SIDECAR_NAMES,
     UTM_BANDS,
     CosplaceNameError,
+    find_sidecar,
+    finish_split_columns,
     parse_cosplace_name,
+    read_cosplace,
 )
-from addressclip.errors import InputError
+from addressclip.errors import ConfigError, InputError
 
 _NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _OPTIONAL_NUMBER = r"^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)?\s*$"
@@ -212,3 +225,40 @@ def read_trusted_list(
     )
     report.kept = len(frame)
     return frame
+
+
+def read_cosplace_list(
+    images_dir: str | Path,
+    paths_list: str | Path | None = None,
+    *,
+    strict: bool = False,
+    location_precision_m: float = 1.0,
+) -> ReadResult:
+    """`read_cosplace` for a trusted list (`paths_list`, or a sidecar list in `images_dir`)."""
+    image_root = require_folder(Path(images_dir))
+    sidecar = Path(paths_list) if paths_list is not None else find_sidecar(image_root)
+    if sidecar is None:
+        raise ConfigError(
+            f"--trust-list trusts a paths list: give --paths-list FILE (or put one of "
+            f"{', '.join(SIDECAR_NAMES)} in {image_root})"
+        )
+    report = ReadReport("cosplace", strict=strict)
+    frame = read_trusted_list(sidecar, image_root, report, location_precision_m)
+    return ReadResult(finish_split_columns(frame, report), report, files_checked=False)
+
+
+def _read(
+    images: Path, *, paths_list: Path | None, trust_list: bool, strict: bool, progress: bool
+) -> ReadResult:
+    if trust_list:
+        return read_cosplace_list(images, paths_list, strict=strict)
+    return read_cosplace(images, paths_list, strict=strict, progress=progress)
+
+
+# the `cosplace` format: per-name reading (cosplace.read_cosplace) or, with --trust-list, this module
+READER = ReaderSpec(
+    "cosplace",
+    _read,
+    (PATHS_LIST_OPTION, TRUST_LIST_OPTION),
+    help="GPS in CosPlace/VPR `@` file names; split from folders",
+)
