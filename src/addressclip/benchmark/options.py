@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SUITES: tuple[str, ...] = ("main", "ablation", "demo")
+SUITES: tuple[str, ...] = ("main", "ablation", "demo", "routes")
 DEMO_METHODS: tuple[str, ...] = (
     "chance", "majority", "pixel_nn", "zeroshot", "linear_probe", "clip_adapter", "tip_adapter",
     "tip_adapter_f", "coop", "retrieval", "addressclip",

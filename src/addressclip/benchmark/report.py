@@ -242,6 +242,10 @@ def report_markdown(results: dict, figures: dict[str, str]) -> str:
     ablations = results.get("ablation_table") or []
     if ablations:
         parts += ["", "## Ablations (AddressCLIP)", "", ablation_markdown(ablations)]
+    if results.get("routes"):
+        from addressclip.benchmark.routes import routes_report_section
+
+        parts += routes_report_section(results["routes"])
     record = featured_record(results)
     if record is not None:
         parts += ["", "## Beyond accuracy", "", _diagnostics_markdown(record)]

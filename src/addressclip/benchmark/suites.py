@@ -4,6 +4,8 @@ Suites:
 - `main`: every baseline of the registry (references, the paper's baselines, the field's,
   Image->GPS->Address, AddressCLIP); methods that train run over `seeds` seeds (default 3).
 - `ablation`: see `benchmark.ablations`.
+- `routes`: photo sequences on held-out routes of a rendered world, per-photo vs decoded
+  (`benchmark.routes`; needs `--model`).
 - `demo`: a reduced main table that fits `make demo`'s budget on a CPU (one seed, shorter fitting,
   no CoCoOp / MaPLe / L_address-only fine-tune / VLAD retrieval; AddressCLIP from `--model` when
   given).
@@ -21,11 +23,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from addressclip.atomic import to_jsonable
+from addressclip.atomic import to_jsonable, write_json_atomic, write_text_atomic
 from addressclip.baselines.registry import BASELINES
 from addressclip.benchmark.ablations import ABLATIONS, run_ablations
 from addressclip.benchmark.options import DEMO_METHODS, DEMO_OPTIONS, SUITES, BenchmarkOptions, method_folder
-from addressclip.benchmark.report import dataset_summary, write_report
+from addressclip.benchmark.report import dataset_summary, report_markdown, write_report
 from addressclip.benchmark.runs import Bench, seeds_for, street_clip
 from addressclip.digest import file_digest
 from addressclip.errors import AddressclipError, ConfigError
@@ -74,6 +76,8 @@ def run_benchmark(options: BenchmarkOptions) -> Path:
         raise ConfigError(f"--suite must be one of {', '.join(SUITES)}, not '{options.suite}'")
     if options.model is not None and not options.model.is_file():
         raise AddressclipError(f"--model: checkpoint {options.model} not found")
+    if options.suite == "routes":
+        return run_route_suite(options)
     started = time.perf_counter()
     threads = options.threads if options.threads is not None else (1 if options.suite == "demo" else None)
     set_threads(threads)
@@ -91,6 +95,8 @@ def run_benchmark(options: BenchmarkOptions) -> Path:
         "ablations": previous.get("ablations", []),
         "suites": previous.get("suites", {}),
     }
+    if previous.get("routes"):
+        results["routes"] = previous["routes"]  # the route suite's section stays in the report
     if options.suite in ("main", "demo"):
         fresh = run_main(bench, _methods(options))
         results["methods"] = {**results["methods"], **fresh}
@@ -131,3 +137,38 @@ def _environment(encoder: FrozenEncoder) -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+
+
+def run_route_suite(options: BenchmarkOptions) -> Path:
+    """`benchmark --suite routes`: the route results in OUT/routes, and in OUT's report when there is one.
+
+    Returns the report it wrote (OUT/report.md when OUT already held a benchmark, else routes.md).
+    """
+    from addressclip.benchmark.routes import (
+        RESULTS_FILE,
+        RouteEvalSettings,
+        evaluate_routes,
+        write_route_results,
+    )
+
+    if options.model is None:
+        raise ConfigError("--suite routes needs --model: the trained AddressCLIP checkpoint to walk with")
+    set_threads(options.threads)
+    settings = RouteEvalSettings.from_options(dict(options.options.get("routes", {})))
+    evaluation = evaluate_routes(options.model, options.data, settings, options.device, options.progress)
+    table = write_route_results(options.out, evaluation, options.command, figure=options.figures)
+    print(table.read_text(encoding="utf-8"))
+    results_path = options.out / RESULTS_FILE
+    if not results_path.is_file():
+        return table
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results["routes"] = evaluation.results
+    results.setdefault("suites", {})["routes"] = {
+        "command": options.command,
+        "seconds": evaluation.results["seconds"],
+        "model": str(options.model),
+    }
+    write_json_atomic(results_path, results)
+    report = options.out / "report.md"
+    write_text_atomic(report, report_markdown(results, results.get("figures") or {}))
+    return report

@@ -16,9 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="main table, ablations or the demo suite, with report.md + results.json + figures",
         description="Suites: main (every baseline, 3 seeds for methods that train), ablation (losses, "
         "caption text, L_geo form, targets, freezing, data coverage), demo (a reduced main table for "
-        "a CPU budget). Finished method runs under OUT/methods and OUT/ablations are reused.",
+        "a CPU budget), routes (photo sequences on held-out routes of the rendered world of --data: "
+        "per-photo vs decoded SSA-1/SA-1/metres by route length, sparse frames and misordered "
+        "photos; needs --model; settings as --option routes.count=50, routes.lengths=5,10,20,50, "
+        "routes.sparse_spacings=30,60, routes.swap_rates=0.1,0.3, routes.seed=0). Finished method "
+        "runs under OUT/methods and OUT/ablations are reused.",
     )
-    parser.add_argument("--suite", required=True, choices=("main", "ablation", "demo"))
+    parser.add_argument("--suite", required=True, choices=("main", "ablation", "demo", "routes"))
     add_method_arguments(parser)
     parser.add_argument(
         "--model", metavar="PATH", help="an AddressCLIP checkpoint already trained (skip its training)"
