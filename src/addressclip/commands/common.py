@@ -254,6 +254,20 @@ def metric_lines(metrics: dict) -> list[str]:
         lines.append(
             f"  {row['bin']:>12} from an intersection: {row['count']:5d} queries, SSA-1 {pct(row['SSA-1'])}"
         )
+    by_city = metrics.get("by_city")
+    if by_city:
+        lines.append(
+            f"per city (its queries ranked against the union of {metrics['candidates']} addresses): "
+            f"{by_city['cross_city_top1']} top-1 answers in another city "
+            f"({pct(by_city['cross_city_top1_pct'])} %)"
+        )
+        for name, row in by_city["cities"].items():
+            if row["queries"]:
+                lines.append(
+                    f"  {name:18s} {row['queries']:5d} queries {row['candidates']:5d} addresses  "
+                    + "  ".join(f"{k} {pct(row[k])}" for k in ("SSA-1", "SSA-5", "SA-1", "SA-5"))
+                    + f"  in another city {row['cross_city_top1']}"
+                )
     return lines
 
 

@@ -32,6 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", metavar="DIR", help="feature cache (default: CHECKPOINT_DIR/.eval-cache)")
     parser.add_argument("--ties", choices=("pessimistic", "stable"), default="pessimistic",
                         help="how equal scores rank (default pessimistic: against the model)")  # fmt: skip
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="CITY=CHECKPOINT",
+        help="multi-city: MANIFEST is an atlas and CHECKPOINT was trained on all its cities; compare it, "
+        "city by city, with this single-city model on that city's own manifest (repeatable)",
+    )
     add_device_argument(parser)
     add_progress_argument(parser)
     add_threads_argument(parser)
@@ -40,21 +48,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from addressclip.atomic import write_json_atomic
-    from addressclip.eval.encode import FrozenEncoder
-    from addressclip.eval.evaluate import EvalData, evaluate_scores
-    from addressclip.eval.store import FeatureStore
+    from addressclip.eval.checkpoint import evaluate_checkpoint
+    from addressclip.eval.evaluate import EvalData
     from addressclip.model.factory import checkpoint_path
 
     apply_threads(args)
     out = output_path(args.out, "--out", want="folder")
     checkpoint = checkpoint_path(args.checkpoint, "CHECKPOINT")
+    if args.compare:
+        return _compare(args, checkpoint, out)
     data = EvalData.load(args.data, progress=not args.quiet)
-    rows = data.rows(args.split)
-    store = FeatureStore(Path(args.cache) if args.cache else checkpoint.parent / ".eval-cache")
-    encoder = FrozenEncoder.from_checkpoint(checkpoint, store, args.device, progress=not args.quiet)
-    gallery = encoder.gallery(list(data.vocabulary.addresses))
-    queries = encoder.image_features(data.images(encoder.image_size, encoder.interpolation), rows)
-    evaluation = evaluate_scores(data, rows, queries @ gallery.T, scale=encoder.logit_scale(), ties=args.ties)
+    evaluation = evaluate_checkpoint(
+        checkpoint, data, args.split, cache=_cache(args), device=args.device, ties=args.ties,
+        progress=not args.quiet,
+    )  # fmt: skip
     for line in metric_lines(evaluation.metrics):
         print(line)
     if out is not None:
@@ -65,4 +72,31 @@ def run(args: argparse.Namespace) -> int:
         evaluation.per_address.to_parquet(out / "per_address.parquet")
         write_json_atomic(out / "eval.json", record)
         print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> Path | None:
+    return Path(args.cache) if args.cache else None
+
+
+def _compare(args: argparse.Namespace, checkpoint: Path, out: Path | None) -> int:
+    """The multi-city model against each single-city model, per city (writes multicity.json/.md)."""
+    from addressclip.atomic import write_json_atomic, write_text_atomic
+    from addressclip.benchmark.multicity import compare_cities, comparison_table, parse_compare
+    from addressclip.commands.common import metric_lines
+
+    singles = parse_compare(args.compare)
+    record = compare_cities(
+        checkpoint, Path(args.data), singles, args.split, cache=_cache(args), device=args.device,
+        ties=args.ties, progress=not args.quiet,
+    )  # fmt: skip
+    for line in metric_lines(record["multi"]["metrics"]):
+        print(line)
+    table = comparison_table(record)
+    print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "multicity.json", record)
+        write_text_atomic(out / "multicity.md", table + "\n")
+        print(f"wrote {out / 'multicity.json'} and {out / 'multicity.md'}")
     return 0

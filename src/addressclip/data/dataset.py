@@ -72,6 +72,7 @@ class Batch:
     utm: torch.Tensor  # (B, 2) float64 metres
     addresses: list[str]
     captions: list[str]
+    cities: torch.Tensor | None = None  # (B,) int64 city code of a multi-city dataset, else None
 
 
 def _file_digest(path: Path) -> str:
@@ -192,6 +193,7 @@ class AddressDataset(torch.utils.data.Dataset):
             for c, a in zip(captions, self.addresses, strict=True)
         ]
         self.has_captions = any(isinstance(c, str) and c.strip() for c in captions)
+        self.city_codes = city_codes(sub)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -208,7 +210,18 @@ class AddressDataset(torch.utils.data.Dataset):
             utm=torch.from_numpy(self.utm[idx]),
             addresses=[self.addresses[i] for i in idx],
             captions=[self.captions[i] for i in idx],
+            cities=None if self.city_codes is None else torch.from_numpy(self.city_codes[idx]),
         )
+
+
+def city_codes(frame: pd.DataFrame) -> np.ndarray | None:
+    """One integer per row for its `city` (sorted names; rows without a city share one code), or
+    None when the rows hold fewer than two cities (a one-city dataset needs no grouping)."""
+    if "city" not in frame.columns:
+        return None
+    names = frame["city"].fillna("").astype(str).to_numpy()
+    unique, codes = np.unique(names, return_inverse=True)
+    return codes.astype(np.int64) if len(unique) > 1 else None
 
 
 def keep_batch(batch: Batch) -> Batch:

@@ -19,6 +19,7 @@ import pandas as pd
 from addressclip.data.dataset import AddressVocabulary, decode_all
 from addressclip.data.manifest import Manifest, read_manifest
 from addressclip.errors import InputError
+from addressclip.eval.cities import candidate_cities, city_breakdown, row_cities
 from addressclip.eval.geometry import (
     INTERSECTION_BINS_M,
     CandidateGeometry,
@@ -97,6 +98,8 @@ class EvalData:
     intersections: np.ndarray | None
     digest: str
     progress: bool = True
+    # city of each candidate in a multi-city manifest (the gallery is their union); None for one city
+    candidate_city: np.ndarray | None = None
     _images: dict[tuple[int, str], EvalImages] = field(default_factory=dict)
     _neighbours: set[tuple[int, int]] | None = None
 
@@ -123,6 +126,7 @@ class EvalData:
             intersections=intersections,
             digest=file_digest(manifest.path),
             progress=progress,
+            candidate_city=candidate_cities(frame, vocabulary.address_ids),
         )
 
     @property
@@ -256,6 +260,9 @@ def evaluate_scores(
     predicted = top_index[:, 0]
     east, north = frame["utm_e"].to_numpy(float), frame["utm_n"].to_numpy(float)
     errors = data.geometry.distance_m(predicted, east, north)
+    query_city = row_cities(frame) if data.candidate_city is not None else None
+    if query_city is not None:  # metres between two cities' UTM coordinates mean nothing
+        errors = np.where(data.candidate_city[predicted] == query_city, errors, np.nan)
     confidence = softmax_confidence(scores, scale)
     if data.intersections is not None and len(data.intersections):
         to_junction = distance_to_nearest(np.column_stack([east, north]), data.intersections)
@@ -290,6 +297,10 @@ def evaluate_scores(
             "mean_per_address_SSA-1": float(np.nanmean(accuracy)) if (count > 0).any() else float("nan"),
         }
     )
+    if query_city is not None:
+        metrics["by_city"] = city_breakdown(
+            query_city, data.candidate_city, position, street_position, predicted, KS
+        )
     queries = pd.DataFrame(
         {
             "row": rows,
@@ -305,4 +316,7 @@ def evaluate_scores(
             "to_intersection_m": to_junction,
         }
     )
+    if query_city is not None:
+        queries["city"] = query_city
+        queries["predicted_city"] = data.candidate_city[predicted]
     return Evaluation(metrics, queries, per_address)

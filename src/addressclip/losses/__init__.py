@@ -25,13 +25,15 @@ __all__ = [
 
 @dataclass
 class LossInputs:
-    """One rank's slice of a batch: L2-normalised features, address labels and UTM metres."""
+    """One rank's slice of a batch: L2-normalised features, address labels and UTM metres (and, for
+    a multi-city batch, each image's city as an integer: L_geo then pairs images of one city only)."""
 
     image: torch.Tensor
     address: torch.Tensor | None
     caption: torch.Tensor | None
     labels: torch.Tensor
     utm: torch.Tensor | None
+    cities: torch.Tensor | None = None
 
 
 class AddressClipLoss(nn.Module):
@@ -54,7 +56,8 @@ class AddressClipLoss(nn.Module):
             terms["caption"] = info_nce(image, gather_with_local_grad(inputs.caption), logit_scale, labels)
             total = total + cfg.beta * terms["caption"]
         if cfg.gamma and inputs.utm is not None:
-            terms["geo"] = geo_loss(image, gather_no_grad(inputs.utm), cfg.geo)
+            cities = None if inputs.cities is None else gather_no_grad(inputs.cities)
+            terms["geo"] = geo_loss(image, gather_no_grad(inputs.utm), cfg.geo, cities)
             total = total + cfg.gamma * terms["geo"]
         terms["total"] = total
         return terms

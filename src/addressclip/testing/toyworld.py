@@ -40,18 +40,19 @@ def make_toy_manifest(
     seed: int = 0,
     name: str = "toy",
     city: str | None = None,
+    origin: tuple[float, float] = (ORIGIN_LON, ORIGIN_LAT),
 ) -> Path:
     """Write `folder/images/*.jpg` and `folder/manifest.parquet`; returns the manifest path.
 
     Address k: a colour pattern of its own plus noise, on street k // 2, placed 100 m apart along
-    a line so that geography and appearance agree.
+    a line from `origin` (lon, lat) so that geography and appearance agree.
     """
     folder = Path(folder)
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    projection = UtmProjection.for_point(ORIGIN_LON, ORIGIN_LAT)
-    e0, n0 = projection.to_utm(ORIGIN_LON, ORIGIN_LAT)
+    projection = UtmProjection.for_point(*origin)
+    e0, n0 = projection.to_utm(*origin)
     width, height = image_size
     rows = []
     for k in range(addresses):
@@ -92,6 +93,31 @@ def make_toy_manifest(
             )
     frame = pd.DataFrame(rows)
     return write_manifest(frame, folder / "manifest.parquet", images)
+
+
+# Two toy cities in other UTM zones (Helsinki 35V, Heidelberg 32U), as the evaluation cities are.
+TOY_CITY_ORIGINS: dict[str, tuple[float, float]] = {"north": (24.94, 60.17), "south": (8.70, 49.41)}
+
+
+def make_toy_atlas(folder: str | Path, seed: int = 0, **toy: object) -> Path:
+    """A multi-city dataset laid out as `addressclip atlas` writes one, without rendering: each city of
+    `TOY_CITY_ORIGINS` a toy manifest under `folder/cities/<city>/` (its own addresses, ids prefixed
+    by its name), `folder/manifest.parquet` their union with a `city` column, and `atlas.json`.
+    `toy`: keyword arguments of `make_toy_manifest` for every city. Returns the atlas manifest."""
+    from addressclip.world.atlas import ATLAS_FILE, CITIES_DIR, MANIFEST_NAME, combine_cities
+
+    folder = Path(folder)
+    root = folder / CITIES_DIR
+    manifests = {
+        city: make_toy_manifest(root / city, seed=seed + i, name=city, origin=origin, **toy)  # type: ignore[arg-type]
+        for i, (city, origin) in enumerate(TOY_CITY_ORIGINS.items())
+    }
+    path = write_manifest(combine_cities(manifests, root), folder / MANIFEST_NAME, root)
+    cities = {city: {"folder": f"{CITIES_DIR}/{city}"} for city in manifests}
+    (folder / ATLAS_FILE).write_text(
+        json.dumps({"complete": True, "cities": cities}) + "\n", encoding="utf-8"
+    )
+    return path
 
 
 # --------------------------------------------------------------------------------------------- street world

@@ -292,6 +292,7 @@ class Trainer:
                 caption=None if caption is None else caption.float(),
                 labels=batch.labels.to(self.device),
                 utm=batch.utm.to(self.device) if self.loss_config.gamma else None,
+                cities=None if batch.cities is None else batch.cities.to(self.device),
             )
             terms = self.loss_fn(inputs, scale.float())
             self.scaler.scale(terms["total"] / self.accum).backward()

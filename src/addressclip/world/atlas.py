@@ -177,6 +177,7 @@ def render_atlas(
     progress: bool = True,
 ) -> AtlasResult:
     """Render (or reuse) every city, then write the atlas manifest and `atlas.json` (see module docstring)."""
+    from addressclip.data.manifest import read_manifest, write_manifest
     from addressclip.world.render import render_world
 
     started = time.perf_counter()
@@ -196,7 +197,7 @@ def render_atlas(
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / ATLAS_FILE, json.dumps({"complete": False}) + "\n")  # marks the folder ours
     result = AtlasResult(out=out, manifest=out / MANIFEST_NAME)
-    frames = []
+    manifests: dict[str, Path] = {}
     for city in cities:
         if progress:
             print(f"atlas: {city.name} ({city.world})", flush=True)
@@ -220,7 +221,8 @@ def render_atlas(
         )
         if not rendered.reused:
             result.rendered.append(city.name)
-        frames.append(_city_rows(city.name, rendered.manifest, root))
+        manifests[city.name] = rendered.manifest
+        splits = read_manifest(rendered.manifest).frame["split"].value_counts().to_dict()
         result.cities[city.name] = {
             "world": city.world,
             "bbox": None if rendered.params.bbox is None else list(rendered.params.bbox),
@@ -234,12 +236,9 @@ def render_atlas(
             "seconds": round(rendered.seconds, 2),
             "images_per_second": round(rendered.images_per_second, 1),
             "workers": rendered.workers,
-            "splits": frames[-1]["split"].value_counts().to_dict(),
+            "splits": splits,
         }
-    frame = pd.concat(frames, ignore_index=True)
-    _check_unique_addresses(frame)
-    from addressclip.data.manifest import write_manifest
-
+    frame = combine_cities(manifests, root)
     write_manifest(frame, result.manifest, root, None)
     result.images = len(frame)
     result.seconds = time.perf_counter() - started
@@ -258,6 +257,15 @@ def render_atlas(
     }  # fmt: skip
     write_text_atomic(out / ATLAS_FILE, json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n")
     return result
+
+
+def combine_cities(manifests: dict[str, Path], root: Path) -> pd.DataFrame:
+    """The atlas manifest's rows: every city's manifest re-rooted at `root` (the atlas' `cities/`
+    folder), tagged with its city, location and street ids prefixed `<city>:`; address ids checked
+    unique across cities (the union of the cities' addresses is the multi-city candidate set)."""
+    frame = pd.concat([_city_rows(name, path, root) for name, path in manifests.items()], ignore_index=True)
+    _check_unique_addresses(frame)
+    return frame
 
 
 def _city_rows(name: str, manifest_path: Path, root: Path) -> pd.DataFrame:
