@@ -44,6 +44,17 @@ def test_the_render_partitions_the_city_once(tiny):
     assert len(PARTITIONS) == 1, PARTITIONS
 
 
+def test_the_capture_plan_counts_the_images_per_address_without_pixels(tiny):
+    from addressclip.world.render import plan_captures, prepare_world
+
+    book, scene = prepare_world(tiny.params)
+    plan = plan_captures(scene, book, tiny.params)
+    planned = pd.Series(plan.address_id).value_counts() * tiny.params.views
+    rendered = read_manifest(tiny.manifest).frame["address_id"].value_counts()
+    assert len(plan.address_id) == len(plan) == tiny.locations
+    assert {k: int(v) for k, v in planned.items()} == {k: int(v) for k, v in rendered.items()}
+
+
 def test_tiny_world_size_and_files(tiny):
     assert 150 <= tiny.images <= 800
     assert tiny.addresses >= 8

@@ -226,6 +226,7 @@ class CapturePlan:
     utm_n: np.ndarray
     folder: list[str]
     dropped: dict[str, int]
+    address_id: np.ndarray | None = None  # (after merging sparse sub-streets) of each capture
 
     def __len__(self) -> int:
         return len(self.index)
@@ -274,6 +275,7 @@ def plan_captures(scene: Scene, book, params: RenderParams) -> CapturePlan:
         utm_n=np.asarray(north)[chosen],
         folder=[SPLIT_FOLDERS[s] for s in frame["split"]],
         dropped={str(k): int(v) for k, v in dropped.items()},
+        address_id=frame["address_id"].to_numpy(dtype=object),
     )
 
 
