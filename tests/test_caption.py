@@ -190,3 +190,13 @@ def test_torchrun_two_gloo_ranks_caption_every_row_once(uncaptioned, blip_folder
     frame = read_manifest(uncaptioned).frame
     assert frame["caption"].str.startswith("a street view of").all()
     assert not sidecar_folder(uncaptioned).exists()
+
+
+def test_the_render_hooks_blip_spec_loads_the_same_model(blip_folder):
+    from PIL import Image
+
+    from addressclip.world.captions import load_captioner
+
+    captioner = load_captioner(f"blip:{blip_folder}")
+    texts = captioner([Image.new("RGB", (40, 30), colour) for colour in ("red", "green", "blue")])
+    assert len(texts) == 3 and all(text.startswith("a street view of") for text in texts)

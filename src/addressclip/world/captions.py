@@ -193,33 +193,19 @@ def load_captioner(spec: str) -> Captioner | None:
 
 
 def blip_captioner(model_path: str | Path, device: str = "cpu", batch_size: int = 16) -> Captioner:
-    """BLIP (transformers) from a local folder, prompted with "A street view of" as in the paper."""
-    path = Path(model_path)
-    if not path.is_dir():
-        raise InputError(
-            path, None, "BLIP model folder not found (give a local transformers BLIP checkpoint)"
-        )
-    try:
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-    except ImportError as error:
-        raise ConfigError(f"captioner: BLIP needs the 'transformers' package ({error})") from None
-    try:
-        processor = BlipProcessor.from_pretrained(str(path), local_files_only=True)
-        model = BlipForConditionalGeneration.from_pretrained(str(path), local_files_only=True).to(device)
-    except (OSError, ValueError) as error:
-        raise InputError(path, None, f"cannot load a BLIP model from this folder ({error})") from None
-    model.eval()
+    """BLIP (transformers) from a local folder, prompted with "A street view of" as in the paper.
+
+    The model is `world.manifest_captions.BlipCaptioner` (the one `addressclip caption` runs).
+    """
+    from addressclip.world.manifest_captions import BlipCaptioner
+
+    model = BlipCaptioner(model_path, device, prompt=CAPTION_PROMPT.lower(), max_new_tokens=40)
 
     def caption(images: Sequence[object]) -> list[str]:
-        import torch
-
         out: list[str] = []
         for start in range(0, len(images), batch_size):
             batch = [image.convert("RGB") for image in images[start : start + batch_size]]  # type: ignore[attr-defined]
-            inputs = processor(batch, [CAPTION_PROMPT.lower()] * len(batch), return_tensors="pt").to(device)
-            with torch.no_grad():
-                tokens = model.generate(**inputs, max_new_tokens=40, min_new_tokens=8)
-            out.extend(processor.decode(t, skip_special_tokens=True).strip() for t in tokens)
+            out.extend(model(batch))
         return out
 
     return caption
