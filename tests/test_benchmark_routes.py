@@ -230,7 +230,7 @@ def test_benchmark_command_writes_the_route_report(tiny_world, trained_world, tm
         "2 photos, every 10 m",
         "4 photos, every 10 m",
         "4 photos, every 30 m",
-        "30% adjacent swaps",
+        "4 photos, every 10 m, 30% adjacent swaps",
     ):
         assert f"| {label} |" in table
     with Image.open(out / "routes" / "route_decoded.png") as figure:
