@@ -184,3 +184,39 @@ def test_local_scene_keeps_only_nearby_walls(helsinki):
     scene, captures = helsinki
     local = local_scene(scene, captures.xy[0])
     assert 0 < len(local.wall_index) < len(scene.wall_a)
+
+
+def _intersections_by_scanning(extract, origin):
+    """The junction clustering as first written: every point scans every cluster (quadratic)."""
+    from addressclip.world.scene import _to_utm
+
+    names_at: dict[tuple[float, float], set[str]] = {}
+    for street in extract.streets:
+        for lon, lat in street.lonlat:
+            names_at.setdefault((float(lon), float(lat)), set()).add(street.name)
+    points = [(key, names) for key, names in names_at.items() if len(names) >= 2]
+    xy = _to_utm(extract.projection, np.asarray([key for key, _ in points])) - np.asarray(origin)
+    clusters: list[tuple[list[np.ndarray], set[str]]] = []
+    for (_key, names), p in sorted(zip(points, xy, strict=True), key=lambda item: tuple(item[1])):
+        for members, cluster_names in clusters:
+            if np.hypot(*(np.mean(members, axis=0) - p)) < 20.0 and len(cluster_names & names) >= 2:
+                members.append(p)
+                cluster_names |= names
+                break
+        else:
+            clusters.append(([p], set(names)))
+    return np.asarray([np.mean(m, axis=0) for m, _ in clusters]), [tuple(sorted(n)) for _, n in clusters]
+
+
+@pytest.mark.parametrize("city", ["helsinki", "karhula"])
+def test_junction_grid_clusters_as_the_full_scan_does(city):
+    from addressclip.world.scene import _intersections, _to_utm
+
+    extract = read_osm(bundled_extract(city))
+    every = np.concatenate([_to_utm(extract.projection, s.lonlat) for s in extract.streets])
+    origin = (float(np.median(every[:, 0])), float(np.median(every[:, 1])))
+    centres, names = _intersections(extract, None, origin, None)
+    expected_centres, expected_names = _intersections_by_scanning(extract, origin)
+    assert len(names) > 50
+    assert names == expected_names
+    np.testing.assert_array_equal(centres, expected_centres)
