@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="MANIFEST", help="manifest parquet")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument(
+        "--shards",
+        metavar="DIR",
+        help="read the images from these tar shards of MANIFEST (`addressclip shard`) as a stream",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="write eval.json, queries.parquet, per_address.parquet here"
     )
     parser.add_argument("--cache", metavar="DIR", help="feature cache (default: CHECKPOINT_DIR/.eval-cache)")
@@ -48,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from addressclip.atomic import write_json_atomic
+    from addressclip.errors import ConfigError
     from addressclip.eval.checkpoint import evaluate_checkpoint
     from addressclip.eval.evaluate import EvalData
     from addressclip.model.factory import checkpoint_path
@@ -56,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     out = output_path(args.out, "--out", want="folder")
     checkpoint = checkpoint_path(args.checkpoint, "CHECKPOINT")
     if args.compare:
+        if args.shards:
+            raise ConfigError("--shards reads one manifest's shards; --compare reads several manifests")
         return _compare(args, checkpoint, out)
-    data = EvalData.load(args.data, progress=not args.quiet)
+    data = EvalData.load(args.data, progress=not args.quiet, shards=args.shards)
     evaluation = evaluate_checkpoint(
         checkpoint, data, args.split, cache=_cache(args), device=args.device, ties=args.ties,
         progress=not args.quiet,
@@ -67,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         record = {"checkpoint": str(checkpoint), "manifest": str(data.path), "split": args.split,
-                  "metrics": evaluation.metrics}  # fmt: skip
+                  "shards": args.shards, "metrics": evaluation.metrics}  # fmt: skip
         evaluation.queries.to_parquet(out / "queries.parquet")
         evaluation.per_address.to_parquet(out / "per_address.parquet")
         write_json_atomic(out / "eval.json", record)

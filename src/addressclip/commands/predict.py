@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Rank the candidate addresses for each photo (files, or folders searched recursively). "
         "Unreadable images are skipped and listed on stderr.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="image or video files, or folders")
     add_model_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("--top-k", type=int, default=5, help="addresses per photo (default: 5)")
@@ -67,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the output here (atomically) instead of stdout")
     parser.add_argument("--geometry", action="store_true", help="json: include each sub-street's GeoJSON")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    group = parser.add_argument_group("a sharded dataset (instead of PATHs)")
+    group.add_argument(
+        "--shards",
+        metavar="DIR",
+        help="predict every image of a split of these tar shards (`addressclip shard`), read as a "
+        "stream; each row is named by its manifest path",
+    )
+    group.add_argument("--split", default="test", help="with --shards: the split to predict (default: test)")
     group = parser.add_argument_group("photo sequences (a walk, a drive, an album of one trip)")
     group.add_argument(
         "--sequence",
@@ -172,6 +180,28 @@ def _sources(images: list[Path], every_s: float, max_pixels: int) -> Iterator[tu
             yield path, str(path)
 
 
+def _shard_sources(folder: str, split: str) -> tuple[Iterator[tuple[object, str]], int]:
+    """(JPEG bytes, manifest path) of every image of `split` in the shards, in manifest order, and
+    how many there are. The shards alone suffice (the manifest is not read)."""
+    from addressclip.data.shards import INDEX_FILE, read_shard_index, shard_samples
+    from addressclip.errors import InputError
+
+    index = read_shard_index(folder, check_manifest=False)
+    shards = index.of_split(split)
+    if not shards:
+        present = ", ".join(sorted({s.split for s in index.shards})) or "none"
+        raise InputError(
+            Path(folder) / INDEX_FILE, "split", f"no shards of split '{split}' (present: {present})"
+        )
+
+    def sources() -> Iterator[tuple[object, str]]:
+        for shard in shards:
+            for row, payload, sample in shard_samples(index.folder / shard.file, with_json=True):
+                yield payload, str(sample["path"]) if sample else f"row {row}"
+
+    return sources(), sum(s.rows for s in shards)
+
+
 def _report_skips(skipped: list[str], total: int) -> None:
     if skipped:
         print(f"skipped {len(skipped)} of {total} file(s):", file=sys.stderr)
@@ -195,27 +225,32 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise AddressclipError(f"--batch-size must be at least 1, not {args.batch_size}")
     out = output_path(args.out, "--out", want="file")
-    images, any_folder = collect_images(args.paths)
-    if not images:
-        raise AddressclipError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {' '.join(args.paths)}"
-        )
-    if args.sequence:
-        return run_sequence(args, images, out)
+    if args.shards:
+        if args.paths or args.sequence:
+            raise AddressclipError("--shards predicts a split of shards: give no PATH and no --sequence")
+        images: list[Path] = []
+        shard_sources, total = _shard_sources(args.shards, args.split)
+        show = total > args.batch_size
+    else:
+        if not args.paths:
+            raise AddressclipError("give PATHs (image or video files, or folders), or --shards DIR")
+        images, any_folder = collect_images(args.paths)
+        if not images:
+            raise AddressclipError(
+                f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {' '.join(args.paths)}"
+            )
+        if args.sequence:
+            return run_sequence(args, images, out)
+        total = len(images)
+        show = any_folder and total > args.batch_size
     if args.order != "name":
         raise AddressclipError("--order orders a sequence; add --sequence")
     predictor = predictor_from_args(args)
     predictions = []
     skipped: list[str] = []
     pixels, names = [], []
-    show = any_folder and len(images) > args.batch_size
-    for source, name in tqdm(
-        _sources(images, args.every_s, predictor.max_pixels),
-        desc="predicting",
-        unit="image",
-        disable=not show,
-        file=sys.stderr,
-    ):
+    sources = shard_sources if args.shards else _sources(images, args.every_s, predictor.max_pixels)
+    for source, name in tqdm(sources, desc="predicting", unit="image", disable=not show, file=sys.stderr):
         try:
             pixels.append(predictor.decode(source, name))
             names.append(name)
@@ -226,9 +261,9 @@ def run(args: argparse.Namespace) -> int:
             pixels, names = [], []
     if pixels:
         predictions.extend(predictor.predict_pixels(np.stack(pixels), args.top_k, names))
-    _report_skips(skipped, len(images))
+    _report_skips(skipped, total)
     if not predictions:
-        raise AddressclipError(f"none of the {len(images)} file(s) could be read as an image")
+        raise AddressclipError(f"none of the {total} file(s) could be read as an image")
     if args.format == "json":
         text = format_json(predictions, with_geometry=args.geometry)
     elif args.format == "csv":

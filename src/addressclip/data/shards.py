@@ -29,6 +29,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -355,18 +356,145 @@ class ShardStream:
                 yield index, payload
 
     def _samples(self, shard: ShardEntry) -> Iterator[tuple[int, bytes]]:
-        """(manifest row, JPEG bytes) of a shard in order: a streaming read, members never stat-ed."""
-        path = self.folder / shard.file
+        for row, payload, _ in shard_samples(self.folder / shard.file):
+            yield row, payload
+
+
+def shard_samples(path: Path, with_json: bool = False) -> Iterator[tuple[int, bytes, dict | None]]:
+    """(manifest row, JPEG bytes, the sample's .json or None) of one shard in order: a streaming read
+    (members never stat-ed, nothing seeked), the .json parsed only when asked for."""
+    try:
+        with open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
+            pending: tuple[int, bytes] | None = None
+            for member in tar:
+                key, _, extension = member.name.partition(".")
+                if extension not in ("jpg", "json") or (extension == "json" and not with_json):
+                    continue
+                data = tar.extractfile(member)
+                assert data is not None
+                payload = data.read()
+                if extension == "jpg":
+                    if pending is not None:
+                        yield pending[0], pending[1], None
+                    pending = (int(key), payload)
+                    if not with_json:
+                        yield pending[0], pending[1], None
+                        pending = None
+                elif pending is not None and int(key) == pending[0]:
+                    yield pending[0], pending[1], json.loads(payload)
+                    pending = None
+            if pending is not None:
+                yield pending[0], pending[1], None
+    except (OSError, tarfile.TarError, ValueError) as error:
+        raise InputError(path, None, f"cannot read shard ({error})") from None
+
+
+def decode_payloads(
+    payloads: list[bytes], size: int, interpolation: str, names: list[str], workers: int = 0
+) -> np.ndarray:
+    """(N, 3, size, size) uint8 of encoded images, a thread per core (Pillow releases the GIL);
+    a payload that does not decode is an InputError naming it."""
+    out = np.empty((len(payloads), 3, size, size), dtype=np.uint8)
+
+    def one(i: int) -> None:
         try:
-            with open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
-                for member in tar:
-                    if not member.name.endswith(".jpg"):
-                        continue
-                    data = tar.extractfile(member)
-                    assert data is not None
-                    yield int(member.name.split(".", 1)[0]), data.read()
-        except (OSError, tarfile.TarError, ValueError) as error:
-            raise InputError(path, None, f"cannot read shard ({error})") from None
+            with Image.open(io.BytesIO(payloads[i])) as image:
+                out[i] = square_uint8(image, size, interpolation)
+        except (OSError, ValueError) as error:
+            raise InputError(names[i], None, f"cannot decode the shard's image ({error})") from None
+
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    if workers == 1 or len(payloads) < 2:
+        for i in range(len(payloads)):
+            one(i)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, range(len(payloads))))
+    return out
+
+
+class ShardImages:
+    """Every manifest row's image read from shards: the stand-in for `ManifestImages` (training's
+    validation) and `EvalImages` (evaluation, feature extraction) when the data is sharded.
+
+    `take(rows)` reads the shards holding the rows sequentially through one cursor, so rows asked
+    for in manifest order (how evaluation and feature extraction go through a split) are one
+    streaming pass, with no per-file stat; rows behind the cursor reopen their shard. Decoded images
+    are kept in memory when all rows fit in `budget` bytes (0: never).
+    """
+
+    def __init__(
+        self, index: ShardIndex, frame, size: int, interpolation: str = "bicubic", budget: int = 0
+    ) -> None:
+        self.index = index
+        self.size = size
+        self.interpolation = interpolation
+        self.names = [str(p) for p in frame["path"]]
+        self.paths = [Path(name) for name in self.names]  # manifest paths, for naming only
+        self.shard_of = np.full(len(frame), -1, dtype=np.int64)
+        self.local = np.zeros(len(frame), dtype=np.int64)
+        for split in {s.split for s in index.shards}:
+            rows = split_rows(frame, [split])
+            for number, shard in enumerate(index.shards):
+                if shard.split == split:
+                    part = rows[shard.first : shard.first + shard.rows]
+                    self.shard_of[part] = number
+                    self.local[part] = np.arange(len(part))
+        fits = budget > 0 and len(frame) * 3 * size * size <= budget
+        self.array = np.empty((len(frame), 3, size, size), dtype=np.uint8) if fits else None
+        self.decoded = np.zeros(len(frame), dtype=bool)
+        self._cursor: tuple[int, int, Iterator] | None = None  # shard, next local position, reader
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def cache_key(self) -> str:
+        """What identifies the decoded set (the feature store's key): the shards' manifest digest."""
+        return f"shards-{self.index.manifest_sha256}-{self.size}-{self.interpolation}"
+
+    def payloads(self, rows: np.ndarray) -> list[bytes]:
+        """The encoded images of `rows` (manifest rows), in the order asked."""
+        rows = np.asarray(rows, dtype=np.int64)
+        absent = rows[self.shard_of[rows] < 0]
+        if len(absent):
+            raise InputError(
+                self.index.folder / INDEX_FILE, "shards", f"manifest row {absent[0]} is in no shard"
+            )
+        found: dict[int, bytes] = {}
+        for row in sorted(set(rows.tolist()), key=lambda r: (self.shard_of[r], self.local[r])):
+            found[row] = self._payload(int(self.shard_of[row]), int(self.local[row]), row)
+        return [found[r] for r in rows.tolist()]
+
+    def _payload(self, shard: int, local: int, row: int) -> bytes:
+        if self._cursor is None or self._cursor[0] != shard or self._cursor[1] > local:
+            entry = self.index.shards[shard]
+            self._cursor = (shard, 0, shard_samples(self.index.folder / entry.file))
+        number, position, reader = self._cursor
+        for key, payload, _ in reader:
+            position += 1
+            if position - 1 == local:
+                self._cursor = (number, position, reader)
+                if key != row:
+                    file = self.index.folder / self.index.shards[shard].file
+                    raise InputError(file, "key", f"sample {key} where manifest row {row} was expected; "
+                                     "re-shard the manifest")  # fmt: skip
+                return payload
+        raise InputError(self.index.folder / self.index.shards[shard].file, None, "shard ends early")
+
+    def _decode(self, rows: np.ndarray) -> np.ndarray:
+        names = [self.names[r] for r in rows.tolist()]
+        return decode_payloads(self.payloads(rows), self.size, self.interpolation, names)
+
+    def take(self, rows) -> torch.Tensor:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.array is None:
+            return torch.from_numpy(self._decode(rows))
+        missing = np.unique(rows[~self.decoded[rows]])
+        if len(missing):
+            self.array[missing] = self._decode(missing)
+            self.decoded[missing] = True
+        return torch.from_numpy(self.array[rows])
 
 
 class _EpochStream(torch.utils.data.IterableDataset):

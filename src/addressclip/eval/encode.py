@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from addressclip.data.shards import ShardImages
 from addressclip.data.transforms import Normalizer
 from addressclip.errors import AddressclipError
 from addressclip.eval.evaluate import EvalImages
@@ -203,9 +204,11 @@ class FrozenEncoder:
         return self.store.get("gallery", parts, compute).astype(np.float32, copy=False)
 
 
-def images_key(images: EvalImages) -> str:
+def images_key(images: EvalImages | ShardImages) -> str:
     """What identifies a decoded image set: its files (and their folder's modification time, which
-    a re-render changes) and the decoding size."""
+    a re-render changes) and the decoding size; for shards, their manifest's digest and the size."""
+    if isinstance(images, ShardImages):
+        return images.cache_key
     paths = [str(p) for p in images.paths]
     folders = sorted({str(p.parent) for p in images.paths[:1]})
     stamp = [Path(f).stat().st_mtime_ns if Path(f).exists() else 0 for f in folders]

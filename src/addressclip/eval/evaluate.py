@@ -18,6 +18,7 @@ import pandas as pd
 
 from addressclip.data.dataset import AddressVocabulary, decode_all
 from addressclip.data.manifest import Manifest, read_manifest
+from addressclip.data.shards import INDEX_FILE, ShardImages, ShardIndex, read_shard_index
 from addressclip.errors import InputError
 from addressclip.eval.cities import candidate_cities, city_breakdown, row_cities
 from addressclip.eval.geometry import (
@@ -100,12 +101,23 @@ class EvalData:
     progress: bool = True
     # city of each candidate in a multi-city manifest (the gallery is their union); None for one city
     candidate_city: np.ndarray | None = None
-    _images: dict[tuple[int, str], EvalImages] = field(default_factory=dict)
+    shards: ShardIndex | None = None  # images read from these shards (`addressclip shard`), not files
+    _images: dict[tuple[int, str], EvalImages | ShardImages] = field(default_factory=dict)
     _neighbours: set[tuple[int, int]] | None = None
 
     @classmethod
-    def load(cls, manifest_path: str | Path, progress: bool = True) -> EvalData:
+    def load(
+        cls, manifest_path: str | Path, progress: bool = True, shards: str | Path | None = None
+    ) -> EvalData:
+        """`shards`: a folder written by `addressclip shard` from this manifest; images are then
+        streamed from its tar files (no image file opened or stat-ed)."""
         manifest = read_manifest(manifest_path)
+        index = None
+        if shards is not None:
+            index = read_shard_index(shards)
+            if index.manifest != manifest.path.resolve():
+                raise InputError(Path(shards) / INDEX_FILE, "manifest", f"the shards hold {index.manifest}, "
+                                 f"not {manifest.path}")  # fmt: skip
         frame = manifest.frame.reset_index(drop=True)
         vocabulary = AddressVocabulary.from_frame(frame)
         book = None
@@ -127,6 +139,7 @@ class EvalData:
             digest=file_digest(manifest.path),
             progress=progress,
             candidate_city=candidate_cities(frame, vocabulary.address_ids),
+            shards=index,
         )
 
     @property
@@ -143,9 +156,13 @@ class EvalData:
     def labels(self, rows: np.ndarray) -> np.ndarray:
         return self.vocabulary.index_of(list(self.frame["address_id"].to_numpy()[rows]))
 
-    def images(self, size: int, interpolation: str = "bicubic") -> EvalImages:
+    def images(self, size: int, interpolation: str = "bicubic") -> EvalImages | ShardImages:
         """The manifest's images at `size`, shared by every method (decoded once, on demand)."""
         key = (int(size), interpolation)
+        if key not in self._images and self.shards is not None:
+            self._images[key] = ShardImages(
+                self.shards, self.frame, int(size), interpolation, MEMORY_BUDGET_BYTES
+            )
         if key not in self._images:
             paths = [self.manifest.image_root / p for p in self.frame["path"]]
             missing = next((p for p in paths if not p.is_file()), None)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from addressclip.data.dataset import (
 )
 from addressclip.data.manifest import read_manifest
 from addressclip.data.samplers import AddressBatchSampler
-from addressclip.data.shards import ShardIndex, ShardStream, StagedImages, read_shard_index
+from addressclip.data.shards import ShardImages, ShardIndex, ShardStream, StagedImages, read_shard_index
 from addressclip.errors import ConfigError, InputError
 
 
@@ -102,9 +102,10 @@ def load_stage_data(
             raise ConfigError(
                 f"loader.shards={config.loader.shards} holds {shards.manifest}, not data={main.path}"
             )
-        # streamed training: validation/test images decoded per batch, nothing decoded up front
-        config = replace(config, loader=replace(config.loader, image_cache="none"))
-    images = _images(main.path, frame, main.image_root, config, image_size, interpolation)
+    if shards is not None:  # validation/test images streamed from their shards per batch
+        images = ShardImages(shards, frame, image_size, interpolation)
+    else:
+        images = _images(main.path, frame, main.image_root, config, image_size, interpolation)
     vocabulary = AddressVocabulary.from_frame(frame)
     val_rows = split_rows(frame, [config.loader.val_split])
     val = AddressDataset(frame, images, val_rows, vocabulary) if len(val_rows) else None
