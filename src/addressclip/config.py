@@ -68,6 +68,10 @@ class ModelConfig:
     trainable: Literal["both", "image", "text"] = "both"
     # When the text tower is frozen, keep its final projection trainable (its input is cached).
     train_text_head: bool = True
+    # Image tower: keep the patch embedding and the first N transformer blocks frozen (0 = all learn).
+    # Without augmentation their output per training image never changes and is cached per sample,
+    # so a step runs only the remaining blocks (needs train.vision_forward=lean for the cache).
+    frozen_image_layers: int = 0
 
 
 @dataclass
@@ -95,6 +99,15 @@ class OptimConfig:
     batch_size: int = 32  # per rank (process); the global batch is batch_size x world size
     accum_steps: int = 1
     grad_clip: float = 0.0
+    # Learning-rate rule for batches other than the reference: 'none' uses lr and lr_min as given;
+    # 'linear' multiplies both by B / lr_reference_batch, 'sqrt' by sqrt(B / lr_reference_batch),
+    # where B = batch_size x world size x accum_steps (the batch of one optimizer step). 'sqrt' is the
+    # usual rule for Adam-type optimizers (Malladi et al. 2022), 'linear' the one for SGD (Goyal et al.).
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    lr_reference_batch: int = 32  # the paper's batch
+    # AdamW implementation: 'auto' is torch's choice; 'foreach' (multi-tensor) and 'fused' (one
+    # kernel) give the same update faster; 'for_loop' is the reference per-parameter loop.
+    adamw: Literal["auto", "for_loop", "foreach", "fused"] = "auto"
 
 
 @dataclass
@@ -140,6 +153,16 @@ class TrainConfig:
     eval_batch_size: int = 256
     tensorboard: bool = False
     progress: bool = True
+    # How the image tower runs (same weights, same features to float32 rounding): 'lean' skips the
+    # last block's work on tokens that are not pooled and avoids nn.MultiheadAttention's copies
+    # (addressclip.model.vision); 'open_clip' is open_clip's own forward.
+    vision_forward: Literal["open_clip", "lean"] = "lean"
+    attention: Literal["auto", "sdpa", "math"] = "auto"  # lean path; auto = sdpa on GPU, math on CPU
+    compile: bool = False  # torch.compile the trainable image path (falls back to eager on failure)
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    tf32: bool = False  # CUDA: TF32 tensor cores for float32 matmuls and convolutions
+    channels_last: bool = False  # patch-embedding convolution in channels-last layout
+    grad_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
 
 
 @dataclass
@@ -205,6 +228,7 @@ RANGES: dict[str, Range] = {
     "model.image_size": _COUNT,
     "model.embed_dim": _COUNT,
     "model.context_length": _COUNT,
+    "model.frozen_image_layers": Range(0, meaning="0 = the whole image tower learns"),
     "model.vision.layers": _COUNT,
     "model.vision.width": _COUNT,
     "model.vision.patch_size": _COUNT,
@@ -226,6 +250,7 @@ RANGES: dict[str, Range] = {
     "optim.batch_size": _COUNT,
     "optim.accum_steps": _COUNT,
     "optim.grad_clip": Range(0, meaning="0 = no clipping"),
+    "optim.lr_reference_batch": _COUNT,
     "loader.max_per_address": Range(0, meaning="0 = no cap"),
     "loader.num_workers": Range(0, meaning="0 = load in the training process"),
     "pretrain.epochs": _COUNT,

@@ -4,13 +4,17 @@ The wrapper adds what the training engine and the predictor need around open_cli
 plain strings (memoised: a city has a few hundred address strings), the paper's freezing ablation
 (image / text / both towers learn), and a cache of text features when the text tower is frozen — then
 only its small projection head runs per step, which is what makes a pretrained MiniLM text tower
-affordable on a CPU.
+affordable on a CPU. The image side likewise: `model.frozen_image_layers` freezes the patch embedding
+and the first blocks, and `configure_runtime` picks how the tower runs (open_clip's forward or the
+lean one of `model.vision`, optionally compiled, with activation checkpointing); with a frozen stem
+the training images' stem tokens are cached per sample when the trainer passes sample keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +22,14 @@ from torch import nn
 from tqdm import tqdm
 
 from addressclip.config import ModelConfig
+from addressclip.errors import ConfigError
+from addressclip.model.vision import Attention, lean_supported, vision_head, vision_stem
 
+LOG = logging.getLogger(__name__)
 TEXT_CHUNK = 256
+# Stem tokens of a frozen image stem are cached per training sample up to this many bytes (the demo
+# world's 8.6 k training images at the cpu preset take 0.29 GB).
+STEM_CACHE_BYTES = 2 * 2**30
 
 
 def _text_pool(hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -46,6 +56,12 @@ class AddressClipModel(nn.Module):
         self.preprocess = dict(preprocess)
         self._token_cache: dict[str, torch.Tensor] = {}
         self._trunk_cache: dict[str, torch.Tensor] = {}
+        self._stem_cache: dict[Hashable, torch.Tensor] = {}
+        self._stem_cache_bytes = 0
+        self.vision_path: Literal["open_clip", "lean"] = "open_clip"
+        self.attention: Attention = "sdpa"
+        self.grad_checkpointing = False
+        self._compiled: _CompiledOrEager | None = None
         self.apply_freezing()
 
     # ---------------------------------------------------------------------------------------- towers
@@ -74,11 +90,30 @@ class AddressClipModel(nn.Module):
     def _is_text_head(self, name: str) -> bool:
         return name.startswith("text.proj") if self.hf_text else name == "text_projection"
 
+    @property
+    def frozen_image_blocks(self) -> int:
+        """Transformer blocks of the image tower kept frozen (with the patch embedding before them)."""
+        blocks = getattr(getattr(self.clip.visual, "transformer", None), "resblocks", None)
+        wanted = int(getattr(self.model_config, "frozen_image_layers", 0) or 0)
+        return min(wanted, len(blocks)) if blocks is not None else 0
+
+    def _in_frozen_stem(self, name: str) -> bool:
+        frozen = self.frozen_image_blocks
+        if not frozen or not self._is_image(name):
+            return False
+        local = name[len("visual.") :]
+        if local.startswith(("conv1.", "class_embedding", "positional_embedding", "ln_pre.")):
+            return True
+        prefix = "transformer.resblocks."
+        return local.startswith(prefix) and int(local[len(prefix) :].split(".")[0]) < frozen
+
     def apply_freezing(self) -> None:
         """requires_grad per the `trainable` option; the logit scale always learns."""
+        if getattr(self.model_config, "frozen_image_layers", 0) and not lean_supported(self.clip.visual):
+            raise ConfigError("model.frozen_image_layers needs a plain open_clip ViT image tower (arch)")
         for name, param in self.clip.named_parameters():
             if self._is_image(name):
-                param.requires_grad_(not self.image_frozen)
+                param.requires_grad_(not self.image_frozen and not self._in_frozen_stem(name))
             elif "logit" in name:
                 param.requires_grad_(True)
             elif self.text_frozen:
@@ -187,8 +222,73 @@ class AddressClipModel(nn.Module):
         self._trunk_cache.clear()
 
     # ----------------------------------------------------------------------------------------- image
-    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        return self.clip.encode_image(images, normalize=normalize)
+    def configure_runtime(
+        self,
+        vision_path: Literal["open_clip", "lean"] = "open_clip",
+        attention: Literal["auto", "sdpa", "math"] = "auto",
+        compile_backend: str | None = None,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        """How the towers run (not what they compute): see `train.vision_forward` and its neighbours.
+
+        'lean' falls back to open_clip's forward for a tower `model.vision` cannot run; 'auto'
+        attention is SDPA on a GPU and the explicit softmax on a CPU (measured faster there for a
+        few dozen tokens). `compile_backend` (e.g. 'inductor') compiles the trainable image path for
+        training; a compiler that fails falls back to eager with one warning.
+        """
+        lean = vision_path == "lean" and lean_supported(self.clip.visual)
+        self.vision_path = "lean" if lean else "open_clip"
+        device = self.logit_scale_param.device
+        self.attention = ("sdpa" if device.type == "cuda" else "math") if attention == "auto" else attention
+        self.grad_checkpointing = grad_checkpointing
+        if grad_checkpointing and hasattr(self.clip, "set_grad_checkpointing"):
+            self.clip.set_grad_checkpointing(True)  # open_clip's towers (the HF one ignores False)
+        self._compiled = _CompiledOrEager(self._image_path, compile_backend) if compile_backend else None
+
+    def _image_path(self, inputs: torch.Tensor, start: int) -> torch.Tensor:
+        """Features from pixels (start 0, open_clip or lean) or from stem tokens entering block `start`."""
+        if self.vision_path == "open_clip":
+            return self.clip.visual(inputs)
+        if start == 0:
+            inputs = vision_stem(self.clip.visual, inputs, 0, self.attention)
+        return vision_head(self.clip.visual, inputs, start, self.attention, self.grad_checkpointing)
+
+    def _stem_tokens(self, images: torch.Tensor, keys: Sequence[Hashable] | None) -> torch.Tensor:
+        """The frozen stem's output; per-sample cached when `keys` name the (unaugmented) images."""
+        frozen = self.frozen_image_blocks
+        cache = self._stem_cache
+        if keys is None:
+            with torch.no_grad():
+                return vision_stem(self.clip.visual, images, frozen, self.attention)
+        keys = [k.item() if isinstance(k, torch.Tensor) else k for k in keys]
+        missing = [row for row, key in enumerate(keys) if key not in cache]
+        if not missing:
+            return torch.stack([cache[key] for key in keys])
+        with torch.no_grad():
+            fresh = vision_stem(self.clip.visual, images[missing], frozen, self.attention)
+        found = {keys[row]: tokens for row, tokens in zip(missing, fresh, strict=True)}
+        rows = [found[key] if key in found else cache[key] for key in keys]
+        for key, tokens in found.items():
+            size = tokens.numel() * tokens.element_size()
+            if self._stem_cache_bytes + size <= STEM_CACHE_BYTES:
+                cache[key] = tokens
+                self._stem_cache_bytes += size
+        return torch.stack(rows)
+
+    def clear_image_cache(self) -> None:
+        self._stem_cache.clear()
+        self._stem_cache_bytes = 0
+
+    def encode_image(
+        self, images: torch.Tensor, normalize: bool = True, keys: Sequence[Hashable] | None = None
+    ) -> torch.Tensor:
+        """Image features. `keys` (one per image, e.g. dataset rows) allow caching the frozen stem's
+        tokens: pass them only for images that are the same every time their key comes back."""
+        frozen = self.frozen_image_blocks if self.vision_path == "lean" else 0
+        inputs, start = (self._stem_tokens(images, keys), frozen) if frozen else (images, 0)
+        run = self._compiled if self._compiled is not None and self.training else self._image_path
+        features = run(inputs, start)
+        return F.normalize(features, dim=-1) if normalize else features
 
     # ---------------------------------------------------------------------------------------- common
     @property
@@ -205,6 +305,7 @@ class AddressClipModel(nn.Module):
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         self.clear_text_cache()
+        self.clear_image_cache()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(
@@ -212,12 +313,47 @@ class AddressClipModel(nn.Module):
         images: torch.Tensor,
         addresses: Sequence[str] | None = None,
         captions: Sequence[str] | None = None,
+        image_keys: Sequence[Hashable] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Normalised image, address-text and caption-text features, and the logit scale.
 
         One call (rather than separate encode_* calls) so that DDP sees a forward per step.
         """
-        image = self.encode_image(images)
+        image = self.encode_image(images, keys=image_keys)
         address = self.encode_text(addresses) if addresses is not None else None
         caption = self.encode_text(captions) if captions is not None else None
         return image, address, caption, self.logit_scale()
+
+
+class _CompiledOrEager:
+    """`torch.compile(fn)`, falling back to `fn` itself (once, with a warning) when compiling fails:
+    no compiler on the machine, an unsupported Python, a backend error."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], backend: str) -> None:
+        self.eager = fn
+        self.backend = backend
+        self.failed: str | None = None
+        try:
+            self.compiled: Callable[..., torch.Tensor] | None = torch.compile(fn, backend=backend)
+        except Exception as error:
+            self._give_up(error)
+
+    def _give_up(self, error: BaseException) -> None:
+        self.compiled = None
+        root: BaseException = error  # the compiler's own error, under dynamo's wrappers
+        for _ in range(8):
+            inner = getattr(root, "inner_exception", None) or root.__cause__
+            if not isinstance(inner, BaseException):
+                break
+            root = inner
+        lines = str(root).strip().splitlines()
+        self.failed = f"{type(root).__name__}: {lines[0] if lines else ''}"
+        LOG.warning("torch.compile (backend %s) failed, training without it: %s", self.backend, self.failed)
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:
+                self._give_up(error)
+        return self.eager(*args)

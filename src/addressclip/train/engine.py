@@ -46,6 +46,7 @@ from addressclip.train.checkpoint import (
 from addressclip.train.data import StageData, batch_source, load_stage_data, train_loader
 from addressclip.train.distributed import DistributedContext, setup_distributed, teardown_distributed
 from addressclip.train.logging import MetricsLogger, truncate_metrics
+from addressclip.train.speed import configure_model_runtime, lr_scale, make_adamw, to_layout
 from addressclip.train.validation import evaluate_addresses
 
 Stage = Literal["address", "pretrain"]
@@ -151,6 +152,7 @@ class Trainer:
         # data first: a bad manifest fails before the model is built
         self.data: StageData = load_stage_data(config, stage, config.model.image_size, "bicubic")
         self.model: AddressClipModel = build_model(config.model, self.device)
+        configure_model_runtime(self.model, config.train, self.device)
         self.loss_config = stage_loss_config(config, stage)
         self.loss_fn = AddressClipLoss(self.loss_config)
         self.use_captions = self.loss_config.beta > 0 and self.data.train.has_captions
@@ -166,13 +168,11 @@ class Trainer:
             )
         self.epochs = config.pretrain.epochs if stage == "pretrain" else config.optim.epochs
         lr = config.pretrain.lr if stage == "pretrain" else config.optim.lr
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, config.optim.weight_decay),
-            lr=lr,
-            betas=tuple(config.optim.betas),
-            eps=config.optim.eps,
-        )
         floor = min(1.0, config.optim.lr_min / lr) if lr > 0 else 1.0
+        lr *= lr_scale(config.optim, self.sampler.global_batch_size * accum)
+        self.optimizer = make_adamw(
+            param_groups(self.model, config.optim.weight_decay), lr, config.optim, self.device
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             cosine_schedule(self.epochs * self.steps_per_epoch, config.optim.warmup_steps, floor),
@@ -275,7 +275,9 @@ class Trainer:
         return batch
 
     def micro_step(self, batch, sync: bool) -> dict[str, torch.Tensor]:
-        images = self.normalizer(batch.images, self.device)
+        images = to_layout(self.normalizer(batch.images, self.device), self.config.train)
+        # unaugmented images are the same every epoch: the frozen image stem's output is cached
+        keys = None if self.config.loader.augment else batch.indices.tolist()
         sync_context = contextlib.nullcontext()
         if not sync and isinstance(self.net, torch.nn.parallel.DistributedDataParallel):
             sync_context = self.net.no_sync()
@@ -285,6 +287,7 @@ class Trainer:
                     images,
                     batch.addresses if self.use_addresses else None,
                     batch.captions if self.use_captions else None,
+                    keys,
                 )
             inputs = LossInputs(
                 image=image.float(),
