@@ -69,7 +69,10 @@ def test_onnx_and_torch_backends_agree_on_every_image_of_the_tiny_world(trained_
         scores = np.array([[m.score, m.probability] for m in after.matches])
         reference = np.array([[m.score, m.probability] for m in before.matches])
         worst = max(worst, float(np.abs(scores - reference).max()))
-        assert after.out_of_city == before.out_of_city
+        # the flag agrees unless the score sits on the threshold itself (the threshold is one of the
+        # calibration photos' scores: that photo may land either side by float32 rounding)
+        if abs(before.in_city_score - before.threshold) > 1e-5 * abs(before.threshold):
+            assert after.out_of_city == before.out_of_city
     assert worst <= SCORE_TOLERANCE
     pixels = np.stack([torch_predictor.decode(p) for p in images[:7]])
     difference = np.abs(

@@ -69,7 +69,8 @@ def test_predict_command_accepts_the_large_jpeg(trained_world, capsys):
     predictions = json.loads(capsys.readouterr().out)
     assert [Path(p["source"]).name for p in predictions] == ["03.jpg", "01.jpg"]
     assert all(len(p["matches"]) == 5 and p["top1_score"] is not None for p in predictions)
-    assert all("in_city_score" not in p for p in predictions)  # the default flag: the top-1 cosine
+    # the default flag: mahalanobis on image features, its score in the answer
+    assert all(p["out_of_city"] == (p["in_city_score"] < p["threshold"]) for p in predictions)
     model = str(trained_world.checkpoint)
     assert (
         main(["predict", str(LARGE), "--model", model, "--format", "json", "--out-of-city-score", "margin"])

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -18,10 +19,11 @@ from addressclip.serve.calibration import (
 OLD_RECORD = {"threshold": 0.21, "percentile": 1.0, "images": 40, "split": "val", "top1_median": 0.3}
 
 
-def test_a_record_written_before_the_score_choice_reads_as_top1_and_writes_back_unchanged():
+def test_a_record_written_before_the_score_choice_reads_as_top1():
     calibration = Calibration.from_dict(OLD_RECORD)
     assert calibration.score == "top1" and calibration.statistics is None and not calibration.needs_features
-    assert calibration.to_dict() == OLD_RECORD
+    assert calibration.to_dict() == {**OLD_RECORD, "score": "top1"}  # what it means, now said
+    assert Calibration.from_dict(calibration.to_dict()) == calibration
     cosine = np.array([[0.1, 0.25, 0.2], [0.05, 0.0, 0.1]])
     assert calibration.scores(cosine) == pytest.approx([0.25, 0.1])
 
@@ -120,6 +122,31 @@ def test_predictor_flags_by_mahalanobis_and_a_bundle_keeps_it(trained_world, tmp
     assert again.calibration == calibration
     # batch of 7 vs one image: float32 sums differ in the last bits (here 1e-7 relative)
     assert again.predict_one(noise).in_city_score == pytest.approx(predictions[-1].in_city_score, rel=1e-5)
-    # the default stays the top-1 cosine, with the response as before
-    plain = load_predictor(trained_world.checkpoint, cache_embeddings=False)
+    # mahalanobis is the default; the top-1 cosine on request gives the response without in_city_score
+    default = load_predictor(trained_world.checkpoint, cache_embeddings=False)
+    assert default.calibration == calibration
+    plain = load_predictor(trained_world.checkpoint, cache_embeddings=False, out_of_city_score="top1")
     assert plain.calibration.score == "top1" and "in_city_score" not in plain.predict_one(photos[0]).to_dict()
+
+
+def test_mahalanobis_falls_back_to_top1_with_one_training_photo_per_address(trained_world, tmp_path, caplog):
+    """One photo per address gives no covariance to speak of: the default score then says so and
+    calibrates the top-1 cosine instead of leaving the service without an out-of-city flag."""
+    from addressclip.data.manifest import read_manifest, write_manifest
+    from addressclip.serve.loading import load_predictor
+
+    read = read_manifest(trained_world.manifest)
+    frame = read.frame
+    train = frame[frame["split"] == "train"].groupby("address_id").head(1)
+    thin = write_manifest(
+        pd.concat([frame[frame["split"] != "train"], train], ignore_index=True),
+        tmp_path / "thin.parquet",
+        read.image_root,
+        read.addressbook_dir,
+        check=False,
+    )
+    predictor = load_predictor(trained_world.checkpoint, cache_embeddings=False)
+    with caplog.at_level("WARNING"):
+        calibration = predictor.calibrate_on(thin)
+    assert calibration is not None and calibration.score == "top1" and calibration.statistics is None
+    assert "calibrating the top-1 cosine instead" in caplog.text

@@ -127,7 +127,7 @@ def test_gallery_cache_is_written_reused_and_invalidated(world: TrainedWorld, tm
     assert caches[0].read_bytes() != b"not a cache"
 
 
-def test_out_of_city_threshold_is_the_first_percentile_of_val_top1(world: TrainedWorld, tmp_path: Path):
+def test_out_of_city_threshold_is_the_first_percentile_of_val_scores(world: TrainedWorld, tmp_path: Path):
     checkpoint = _copy_checkpoint(world, tmp_path / "run")
     predictor = load_predictor(checkpoint, manifest=world.manifest)
     calibration = predictor.calibration
@@ -135,11 +135,15 @@ def test_out_of_city_threshold_is_the_first_percentile_of_val_top1(world: Traine
     manifest = read_manifest(world.manifest)
     val = [manifest.image_path(p) for p in manifest.split("val")["path"]]
     assert calibration.images == len(val) == 12
+    assert calibration.score == "mahalanobis"  # the default; its score comes with each prediction
     predictions = predictor.predict(val, top_k=1)
-    top1 = np.array([p.top1_score for p in predictions])
-    assert calibration.threshold == pytest.approx(np.percentile(top1, 1.0, method="lower"), abs=1e-5)
-    assert calibration.threshold == pytest.approx(top1.min(), abs=1e-5)  # 12 images: 1 % is below the lowest
-    assert [p.out_of_city for p in predictions] == [bool(p.top1_score < p.threshold) for p in predictions]
+    scores = np.array([p.in_city_score for p in predictions])
+    tolerance = 1e-5 * max(1.0, abs(calibration.threshold))
+    assert calibration.threshold == pytest.approx(np.percentile(scores, 1.0, method="lower"), abs=tolerance)
+    assert calibration.threshold == pytest.approx(
+        scores.min(), abs=tolerance
+    )  # 12 images: 1 % is below the lowest
+    assert [p.out_of_city for p in predictions] == [bool(p.in_city_score < p.threshold) for p in predictions]
     assert not any(p.out_of_city for p in predictions)  # no in-city calibration photo is flagged
     assert len(list((tmp_path / "run").glob("model.calibration-*.json"))) == 1
     # uncalibrated predictor: no flag rather than a made-up one

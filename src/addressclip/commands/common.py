@@ -133,7 +133,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, flag: str = "--model") 
         choices=SCORE_KINDS,
         default=DEFAULT_SCORE,
         help="the out-of-city flag's score when a checkpoint is calibrated (a bundle keeps its own): "
-        "top1 cosine (default), margin, energy, or mahalanobis on image features (see serve.calibration)",
+        "mahalanobis on image features (default; top1 when the training split is too small for its "
+        "statistics), top1 cosine, margin, or energy (see serve.calibration)",
     )
     add_device_argument(parser, default="cpu")
     add_threads_argument(parser)
@@ -152,6 +153,7 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 def predictor_from_args(args: argparse.Namespace, progress: bool = True):
     """The `AddressPredictor` that `add_model_arguments`' options describe."""
+    from addressclip.serve.calibration import DEFAULT_SCORE
     from addressclip.serve.loading import load_predictor
     from addressclip.serve.onnx_backend import torch_installed
 
@@ -166,7 +168,7 @@ def predictor_from_args(args: argparse.Namespace, progress: bool = True):
         manifest=args.manifest,
         addressbook=args.addressbook,
         all_addresses=args.all_addresses,
-        out_of_city_score=getattr(args, "out_of_city_score", "top1"),
+        out_of_city_score=getattr(args, "out_of_city_score", DEFAULT_SCORE),
         progress=progress,
     )
 

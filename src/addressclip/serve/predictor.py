@@ -43,6 +43,7 @@ from addressclip.serve import cache, onnx_backend
 from addressclip.serve.calibration import (
     DEFAULT_PERCENTILE,
     DEFAULT_SCORE,
+    TOP1,
     Calibration,
     calibrate,
     fit_feature_statistics,
@@ -376,7 +377,7 @@ class AddressPredictor:
         """(B,) the calibration's in-city score of each photo's feature; None when that score is the
         top-1 cosine (it comes with the ranking) or there is no calibration."""
         calibration = self.calibration
-        if calibration is None or calibration.score == DEFAULT_SCORE:
+        if calibration is None or calibration.score == TOP1:
             return None
         features = _as_numpy(images)
         return calibration.scores(features @ _as_numpy(self._embeddings).T, self.logit_scale, features)
@@ -600,8 +601,11 @@ class AddressPredictor:
             features = self.features_of([manifest.image_path(p) for p in train["path"]], "feature statistics")
             statistics = fit_feature_statistics(features, train["address_id"].astype(str).to_numpy())
             if statistics is None:
-                log.warning("no out-of-city calibration: too few training images for feature statistics")
-                return None
+                log.warning(
+                    "out-of-city score: too few training images per address for 'mahalanobis' "
+                    "feature statistics; calibrating the top-1 cosine instead"
+                )
+                return calibrate(self.top1_scores(paths), percentile, split)  # type: ignore[arg-type]
         features = self.features_of(paths)  # type: ignore[arg-type]
         if len(features) == 0:
             return calibrate(np.zeros(0), percentile, split, score=score, statistics=statistics)
@@ -620,15 +624,16 @@ class AddressPredictor:
     ) -> Calibration | None:
         """Set the out-of-city threshold from the in-city scores of `split`'s images (cached on disk).
 
-        `score` is one of `serve.calibration.SCORE_KINDS` (top1 by default; `mahalanobis` also
-        encodes up to MAX_STATISTICS_IMAGES images of `train_split` for its feature statistics).
+        `score` is one of `serve.calibration.SCORE_KINDS` (`mahalanobis` by default: it also encodes up
+        to MAX_STATISTICS_IMAGES images of `train_split` for its feature statistics, and falls back to
+        `top1` when the split has too few images per address for them).
         """
         if not isinstance(manifest, Manifest):
             manifest = read_manifest(manifest)
         rows = manifest.split(split)
         paths = [manifest.image_path(p) for p in rows["path"]]
         # a top1 calibration keeps the cache key it had before the score was a choice
-        scored = () if score == DEFAULT_SCORE else (f"score={score}", train_split)
+        scored = () if score == TOP1 else (f"score={score}", train_split)
         key = cache.combined_key(
             self.gallery_key, split, str(percentile), *scored, *(f"{p}:{_size(p)}" for p in paths)
         )
@@ -638,7 +643,7 @@ class AddressPredictor:
             self.calibration = Calibration.from_dict(stored) if stored.get("threshold") is not None else None
             return self.calibration
         try:
-            if score == DEFAULT_SCORE:
+            if score == TOP1:
                 self.calibration = calibrate(self.top1_scores(paths), percentile, split)  # type: ignore[arg-type]
             else:
                 self.calibration = self._calibrate_score(
