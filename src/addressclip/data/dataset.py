@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from addressclip.atomic import atomic_path
+from addressclip.data.pixels import PIXELS_VERSION
 from addressclip.data.transforms import decode_square
 from addressclip.errors import AddressclipError, InputError
 
@@ -84,7 +85,8 @@ def _file_digest(path: Path) -> str:
 
 
 def image_cache_key(manifest_path: Path, image_root: Path, size: int, interpolation: str) -> str:
-    text = f"{CACHE_FORMAT}|{_file_digest(manifest_path)}|{image_root.resolve()}|{size}|{interpolation}"
+    digest = _file_digest(manifest_path)
+    text = f"{CACHE_FORMAT}|{PIXELS_VERSION}|{digest}|{image_root.resolve()}|{size}|{interpolation}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,16 @@ from PIL import Image
 from addressclip.errors import InputError
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+# A JPEG is decoded at the smallest libjpeg scale (1/2, 1/4, 1/8, in the DCT domain) that keeps both
+# sides >= size x DRAFT_GAP, then resized. 1 (since pixels v2) is the fast setting: a 640x480 photo is
+# decoded at 320x240 for 224 px; v1 used 2 (Pillow's thumbnail default), decoding it whole.
+DRAFT_GAP = 1
+PIXELS_VERSION = "v2"  # part of every decoded-image cache key: a change here invalidates them
+
+
+def draft_box(size: int) -> tuple[int, int]:
+    """The `Image.draft` request for a square view of `size` pixels."""
+    return (size * DRAFT_GAP, size * DRAFT_GAP)
 
 
 def square_uint8(
@@ -25,14 +35,16 @@ def square_uint8(
     The one preprocessing of training, evaluation and the predictor, so that they cannot drift apart.
     """
     if draft:
-        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+        image.draft("RGB", draft_box(size))  # JPEG: decode at a reduced scale, much faster
     rgb = image.convert("RGB")
     width, height = rgb.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    rgb = rgb.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    rgb = rgb.crop((left, top, left + size, top + size))
+    # resize only the centre crop (v2): the source box of the crop, at the full resize's scale
+    x_scale, y_scale = width / new_w, height / new_h
+    box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+    rgb = rgb.resize((size, size), _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC), box=box)
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1))
 
 

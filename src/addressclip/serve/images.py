@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL.Image import Transpose
 
+from addressclip.data.pixels import draft_box
 from addressclip.data.pixels import square_uint8 as to_square
 from addressclip.errors import InputError
 
@@ -173,7 +174,7 @@ def _upright(image: Image.Image, draft_size: int | None) -> Image.Image:
     if method is None:
         return image
     if draft_size is not None:
-        image.draft("RGB", (draft_size * 2, draft_size * 2))
+        image.draft("RGB", draft_box(draft_size))
     return image.transpose(method)
 
 
