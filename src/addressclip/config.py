@@ -253,6 +253,7 @@ RANGES: dict[str, Range] = {
     "optim.lr_reference_batch": _COUNT,
     "loader.max_per_address": Range(0, meaning="0 = no cap"),
     "loader.num_workers": Range(0, meaning="0 = load in the training process"),
+    "loader.shuffle_buffer": Range(0, meaning="0 = the shard stream in manifest order"),
     "pretrain.epochs": _COUNT,
     "pretrain.lr": _POSITIVE,
     "train.threads": Range(1, meaning="or null for torch's choice"),
