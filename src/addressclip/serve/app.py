@@ -34,6 +34,7 @@ import json
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -189,6 +190,7 @@ class _Service:
         return [replace(r, matches=r.matches[:top_k]) for r in results]
 
 
+SWITCH_INTERVAL_S = 0.001  # the GIL hand-over interval while serving (Python's default: 0.005)
 BUILDING_MARGIN_M = 150.0  # footprints this far beyond the streets' extent are still drawn
 BUILDING_DECIMALS = 5  # ~1 m: enough for a footprint on a city map
 
@@ -576,9 +578,15 @@ def run_server(
     server = DrainingServer(config)
     if sock is None:
         sock = bind_socket(host, port)
+    # The event loop shares the GIL with the decoding threads; a thread that wants it waits up to one
+    # switch interval per hand-over, and a request takes several. 1 ms instead of Python's 5 ms keeps
+    # /healthz answering while large uploads decode (speed/bench_serve_memory.py).
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
     try:
         server.run(sockets=[sock])
     finally:
+        sys.setswitchinterval(switch_interval)
         sock.close()
 
 
