@@ -18,15 +18,6 @@ av = pytest.importorskip("av")
 FPS = 4
 
 
-def _walk(world: TrainedWorld) -> tuple[str, list[Path], list[int]]:
-    """Six photos of one address with two photos of other, non-adjacent addresses slipped in."""
-    addresses = list(world.train_images)
-    main_photos = world.train_images[addresses[0]][:6]
-    photos = [*main_photos[:2], world.train_images[addresses[2]][0], *main_photos[2:4]]
-    photos += [world.train_images[addresses[4]][1], *main_photos[4:]]
-    return addresses[0], photos, [2, 5]
-
-
 def write_video(path: Path, photos: list[Path], seconds_each: float = 1.0) -> None:
     """A lossless video (FFV1 in Matroska) that shows each photo for `seconds_each` at FPS frames/s."""
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in photos]
@@ -43,7 +34,7 @@ def write_video(path: Path, photos: list[Path], seconds_each: float = 1.0) -> No
 
 @pytest.fixture(scope="module")
 def walk_video(trained_world: TrainedWorld, tmp_path_factory) -> tuple[Path, str, list[Path], list[int]]:
-    address, photos, wrong = _walk(trained_world)
+    address, photos, wrong = trained_world.walk_with_wrong_frames()
     path = tmp_path_factory.mktemp("video") / "walk.mkv"
     write_video(path, photos)
     return path, address, photos, wrong

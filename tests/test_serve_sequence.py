@@ -28,17 +28,8 @@ def predictor(trained_world: TrainedWorld) -> AddressPredictor:
     return load_predictor(trained_world.checkpoint)
 
 
-def _walk_with_wrong_frames(world: TrainedWorld) -> tuple[str, list[Path], list[int]]:
-    """Six photos of one address with two photos of other, non-adjacent addresses slipped in."""
-    addresses = list(world.train_images)
-    main = world.train_images[addresses[0]][:6]
-    photos = [*main[:2], world.train_images[addresses[2]][0], *main[2:4]]
-    photos += [world.train_images[addresses[4]][1], *main[4:]]
-    return addresses[0], photos, [2, 5]
-
-
 def test_a_walk_on_one_substreet_decodes_to_it_despite_wrong_frames(predictor, trained_world):
-    address, photos, wrong = _walk_with_wrong_frames(trained_world)
+    address, photos, wrong = trained_world.walk_with_wrong_frames()
     result = predictor.predict_sequence(photos, top_k=3)
     per_photo = [p.top.address for p in result.predictions]
     assert [i for i, a in enumerate(per_photo) if a != address] == wrong  # single frames are wrong
@@ -76,7 +67,7 @@ def test_adjacency_is_cached_per_gallery_and_follows_the_geometry(predictor):
 
 
 def test_timestamps_and_positions_set_the_gaps(predictor, trained_world):
-    _, photos, _ = _walk_with_wrong_frames(trained_world)
+    _, photos, _ = trained_world.walk_with_wrong_frames()
     stamps = [10.0 * i for i in range(len(photos))]
     timed = predictor.predict_sequence(photos, timestamps=stamps)
     assert timed.gap_unit == "seconds" and timed.gaps == [10.0] * (len(photos) - 1)
@@ -96,7 +87,7 @@ def test_a_sequence_encodes_each_photo_once_and_keeps_the_out_of_city_score(trai
     flagged = load_predictor(
         trained_world.checkpoint, cache_embeddings=False, out_of_city_score="mahalanobis"
     )
-    _, photos, _ = _walk_with_wrong_frames(trained_world)
+    _, photos, _ = trained_world.walk_with_wrong_frames()
     pixels = np.stack([flagged.decode(p) for p in photos])
     encoded = []
     encode_image = flagged.model.encode_image
@@ -126,7 +117,7 @@ def test_a_sequence_encodes_each_photo_once_and_keeps_the_out_of_city_score(trai
     ],
 )
 def test_bad_sequences_are_one_line_errors(predictor, trained_world, kwargs, message):
-    _, photos, _ = _walk_with_wrong_frames(trained_world)
+    _, photos, _ = trained_world.walk_with_wrong_frames()
     with pytest.raises(AddressclipError, match=message):
         predictor.predict_sequence(photos, **kwargs)
 
@@ -190,7 +181,7 @@ def _b64(path: Path) -> str:
 
 
 def test_sequence_endpoint_over_http(server, predictor, trained_world):
-    address, photos, wrong = _walk_with_wrong_frames(trained_world)
+    address, photos, wrong = trained_world.walk_with_wrong_frames()
     body = {
         "images": [
             _b64(p) if i % 2 else {"image": _b64(p), "filename": p.name} for i, p in enumerate(photos)
@@ -259,7 +250,7 @@ def test_buildings_and_network_for_the_map(server, predictor):
 
 # ----------------------------------------------------------------------------------- command line
 def test_predict_sequence_command(trained_world, tmp_path: Path):
-    address, photos, wrong = _walk_with_wrong_frames(trained_world)
+    address, photos, wrong = trained_world.walk_with_wrong_frames()
     folder = tmp_path / "walk"
     folder.mkdir()
     for index, photo in enumerate(photos):  # natural order: 2.jpg before 10.jpg

@@ -274,6 +274,15 @@ class TrainedWorld:
     checkpoint: Path
     train_images: dict[str, list[Path]]  # address -> its train images
 
+    def walk_with_wrong_frames(self) -> tuple[str, list[Path], list[int]]:
+        """Six photos of one address with two photos of other, non-adjacent addresses slipped in:
+        (the address, the eight photos in walking order, the positions of the two wrong ones)."""
+        addresses = list(self.train_images)
+        main = self.train_images[addresses[0]][:6]
+        photos = [*main[:2], self.train_images[addresses[2]][0], *main[2:4]]
+        photos += [self.train_images[addresses[4]][1], *main[4:]]
+        return addresses[0], photos, [2, 5]
+
 
 def address_pattern(rng: np.random.Generator) -> np.ndarray:
     width, height = IMAGE_SIZE
