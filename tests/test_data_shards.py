@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from addressclip.data.samplers import capped_batches
 from addressclip.data.shards import INDEX_FILE, ShardStream, StagedImages, read_shard_index
 from addressclip.data.transforms import augment_batch
 from addressclip.errors import InputError
-from addressclip.testing.toyworld import make_toy_manifest
+from addressclip.testing.toyworld import make_toy_manifest, tiny_train_command
 
 SIZE = 32
 
@@ -185,16 +184,7 @@ def test_killed_sharded_run_resumes_to_the_uninterrupted_weights(sharded, tmp_pa
     manifest, shards = sharded
     options = [f"data={manifest}", f"loader.shards={shards}", *OVERRIDES]
     killed = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "addressclip.cli",
-        "train",
-        "--config",
-        "tiny",
-        f"out={killed}",
-        *options,
-    ]
+    command = tiny_train_command(f"out={killed}", *options)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     metrics, deadline = killed / "metrics.jsonl", time.monotonic() + 120
     try:

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 from addressclip.config import load_config
 from addressclip.errors import AddressclipError, ConfigError
 from addressclip.model import read_checkpoint
-from addressclip.testing.toyworld import make_toy_manifest
+from addressclip.testing.toyworld import make_toy_manifest, tiny_train_command
 from addressclip.train.engine import train_model
 
 OVERRIDES = [
@@ -35,17 +34,7 @@ def _steps_logged(metrics: Path) -> int:
 
 def _kill_mid_epoch(world: Path, out: Path) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    command = [
-        sys.executable,
-        "-m",
-        "addressclip.cli",
-        "train",
-        "--config",
-        "tiny",
-        f"data={world}",
-        f"out={out}",
-        *OVERRIDES,
-    ]
+    command = tiny_train_command(f"data={world}", f"out={out}", *OVERRIDES)
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     try:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,3 +373,8 @@ def trained_serve_world(shared: Path) -> TrainedWorld:
         for address, group in train.groupby("address", sort=True)
     }
     return TrainedWorld(root, manifest, root / "world" / "addressbook", root / "run" / "model.pt", images)
+
+
+def tiny_train_command(*overrides: str) -> list[str]:
+    """`addressclip train --config tiny OVERRIDES…` as a subprocess argument list (kill/resume tests)."""
+    return [sys.executable, "-m", "addressclip.cli", "train", "--config", "tiny", *overrides]
