@@ -159,6 +159,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="the server's --max-upload-mb")
     parser.add_argument("--ceiling-mb", type=float, default=2048.0, help="the RSS the server must stay under")
+    parser.add_argument(
+        "--bulk-nice", type=int, default=None, help="the server's --bulk-nice (default: the server's own)"
+    )
     parser.add_argument("--out", type=Path, default=Path("speed/results/serve_memory.json"))
     args = parser.parse_args()
 
@@ -181,6 +184,8 @@ def main() -> int:
             sys.executable, "-m", "addressclip.cli", "serve", "--bundle", str(bundle), "--port", str(port),
             "--log-level", "warning", "--threads", "1", "--max-upload-mb", str(args.max_upload_mb),
         ]  # fmt: skip
+        if args.bulk_nice is not None:
+            command += ["--bulk-nice", str(args.bulk_nice)]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             url = f"http://127.0.0.1:{port}"

@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="request bodies held at once across all clients; beyond it 503 + Retry-After (default: 256)",
     )
     parser.add_argument(
+        "--bulk-nice",
+        type=int,
+        default=19,
+        help="nice value (0-19) of the threads that decode, parse and run the model, so the event "
+        "loop keeps answering /healthz under load (Linux; 0: same priority; default: 19)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
     parser.set_defaults(func=run)
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("max_upload_mb", "max_megapixels", "max_batch_images", "batch_max", "max_inflight_mb"):
         if getattr(args, name) <= 0:
             raise AddressclipError(f"--{name.replace('_', '-')} must be positive")
+    if not 0 <= args.bulk_nice <= 19:
+        raise AddressclipError(f"--bulk-nice must be within 0..19, not {args.bulk_nice}")
     upload = int(args.max_upload_mb * MiB)
     settings = ServiceSettings(
         max_upload_bytes=upload,
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_images=args.max_batch_images,
         batch_max_images=args.batch_max,
         batch_wait_ms=args.batch_wait_ms,
+        bulk_nice=args.bulk_nice,
     )
     if settings.body_limits().single > settings.max_inflight_bytes:
         raise AddressclipError(

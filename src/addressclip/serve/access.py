@@ -49,8 +49,9 @@ class AccessMiddleware:
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         head = scope.get("method") == "HEAD"
-        if head:
-            scope["method"] = "GET"
+        # the app sees a GET; the server keeps its own scope (uvicorn's httptools protocol reads the
+        # method there to know that a HEAD response carries no body)
+        app_scope = {**scope, "method": "GET"} if head else scope
         status = 500
         bytes_in = 0
 
@@ -72,14 +73,12 @@ class AccessMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, wrapped_send)
+            await self.app(app_scope, counting_receive, wrapped_send)
         finally:
-            if head:
-                scope["method"] = "HEAD"
-            self._log(scope, request_id, status, bytes_in, started)
+            self._log(app_scope, scope["method"], request_id, status, bytes_in, started)
 
     @staticmethod
-    def _log(scope: Scope, request_id: str, status: int, bytes_in: int, started: float) -> None:
+    def _log(scope: Scope, method: str, request_id: str, status: int, bytes_in: int, started: float) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
         route = scope.get("route")
@@ -88,7 +87,7 @@ class AccessMiddleware:
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "request_id": request_id,
-            "method": scope.get("method"),
+            "method": method,
             "route": getattr(route, "path", None) or "(unmatched)",
             "path": scope.get("path", "")[:200],
             "status": status,

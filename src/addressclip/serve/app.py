@@ -47,7 +47,6 @@ from fastapi import FastAPI, Query, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from addressclip import __version__
 from addressclip.errors import AddressclipError
@@ -58,6 +57,7 @@ from addressclip.serve.batching import MicroBatcher
 from addressclip.serve.images import DEFAULT_MAX_PIXELS
 from addressclip.serve.limits import BodyLimits, InFlightBudget, RequestLimitMiddleware
 from addressclip.serve.predictor import AddressPredictor, Prediction
+from addressclip.serve.priority import DEFAULT_BULK_NICE, BulkRunner
 from addressclip.serve.search import AddressIndex
 from addressclip.serve.sequences import sequence_params
 from addressclip.serve.uploads import Upload, body_top_k, json_upload, parse_json, read_uploads
@@ -84,6 +84,7 @@ class ServiceSettings:
     batch_wait_ms: float = 5.0  # how long the first queued request waits for company
     max_connections: int = 64  # uvicorn answers 503 beyond this many concurrent connections
     shutdown_grace_s: float = 30.0  # on SIGTERM, how long requests in flight may take to finish
+    bulk_nice: int = DEFAULT_BULK_NICE  # nice value of the decode/parse/model threads (0: as the loop)
 
     def body_limits(self) -> BodyLimits:
         return BodyLimits.for_upload(self.max_upload_bytes, self.max_request_bytes, self.max_json_batch_bytes)
@@ -138,8 +139,9 @@ class _Service:
         self.settings = settings
         predictor.max_pixels = settings.max_pixels
         predictor.max_bytes = settings.max_upload_bytes
+        self.bulk = BulkRunner(settings.bulk_nice)
         self.batcher = MicroBatcher(
-            predictor.predict_pixels, settings.batch_max_images, settings.batch_wait_ms
+            predictor.predict_pixels, settings.batch_max_images, settings.batch_wait_ms, settings.bulk_nice
         )
         self.index = AddressIndex(predictor.gallery.addresses)
         self.budget = InFlightBudget(settings.max_inflight_bytes)
@@ -182,7 +184,7 @@ class _Service:
         if self._decoders is None:
             self._decoders = asyncio.Semaphore(max(1, self.settings.max_decoders))
         async with self._decoders:  # a decoded photo can be hundreds of MB: only a few at once
-            return await run_in_threadpool(self.predictor.decode, upload.data, upload.name)
+            return await self.bulk(self.predictor.decode, upload.data, upload.name)
 
     async def predict(self, uploads: list[Upload], top_k: int) -> list[Prediction]:
         pixels = await asyncio.gather(*(self._decode(u) for u in uploads))
@@ -324,7 +326,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
 
     async def run(request: Request, many: bool, top_k: int) -> list[Prediction]:
         limit = settings.max_batch_images if many else 1
-        body = await read_uploads(request, many, limit, settings.max_upload_bytes)
+        body = await read_uploads(request, many, limit, settings.max_upload_bytes, service.bulk)
         request.state.images = len(body.uploads)
         k = service.check_top_k(body.top_k if body.top_k is not None else top_k)
         return await service.predict(body.uploads, k)
@@ -375,7 +377,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
                 '({"images": [base64, ...], "timestamps": [...]})',
             )
         raw = b"".join([chunk async for chunk in request.stream()])
-        uploads, timestamps, positions, body_top_k = await run_in_threadpool(
+        uploads, timestamps, positions, body_top_k = await service.bulk(
             _sequence_request,
             raw,
             settings.max_sequence_images,
@@ -390,7 +392,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
             raise ApiError(422, "invalid_sequence", str(error)) from None
         pixels = await asyncio.gather(*(service._decode(u) for u in uploads))
         names = [u.name for u in uploads]
-        result = await run_in_threadpool(
+        result = await service.bulk(
             predictor.predict_sequence_pixels, np.stack(pixels), names, timestamps, positions, k
         )
         return result.to_dict(with_geometry=geometry)
@@ -444,7 +446,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
         summary="Building footprints around the streets (GeoJSON FeatureCollection, lon/lat)",
     )
     async def buildings() -> Response:
-        body = await run_in_threadpool(service.buildings_json)
+        body = await service.bulk(service.buildings_json)
         return Response(body, media_type=GeoJSONResponse.media_type)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from addressclip.serve.priority import lower_thread_priority
+
 RunBatch = Callable[[np.ndarray, int, Sequence[str]], list[Any]]
 
 
@@ -51,8 +53,11 @@ class BatchStats:
 class MicroBatcher:
     """Gathers concurrent `submit` calls into batches for `run_batch(pixels, top_k, names)`."""
 
-    def __init__(self, run_batch: RunBatch, max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, run_batch: RunBatch, max_batch: int = 32, max_wait_ms: float = 5.0, thread_nice: int = 0
+    ) -> None:
         self.run_batch = run_batch
+        self.thread_nice = thread_nice  # the model thread's nice value (serve.priority)
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
         self.stats = BatchStats()
@@ -63,7 +68,10 @@ class MicroBatcher:
     async def start(self) -> None:
         self._queue = asyncio.Queue()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="addressclip-model"
+            max_workers=1,
+            thread_name_prefix="addressclip-model",
+            initializer=lower_thread_priority,
+            initargs=(self.thread_nice,),
         )
         self._worker = asyncio.create_task(self._loop())
 

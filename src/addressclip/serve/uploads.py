@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,8 +161,8 @@ def json_upload(item: Any, where: str, max_bytes: int) -> Upload:
     return Upload(name, data)
 
 
-def _json_uploads(raw: bytes, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
-    body = parse_json(raw)
+def _json_uploads(chunks: list[bytes], many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+    body = parse_json(b"".join(chunks))
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", "JSON body must be an object")
     top_k = body_top_k(body.get("top_k"), "JSON")
@@ -180,26 +181,39 @@ def _json_uploads(raw: bytes, many: bool, max_images: int, max_bytes: int) -> Up
     return UploadRequest(uploads, top_k)
 
 
-async def _from_json(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
-    # parsed and base64-decoded in a worker thread: a large body must not stall the event loop
-    # (and with it /healthz) for the tens of milliseconds that takes
-    return await run_in_threadpool(_json_uploads, await _body(request), many, max_images, max_bytes)
+# How blocking work leaves the event loop: `await offload(fn, *args)` (the service passes its
+# lower-priority BulkRunner; the default is Starlette's thread pool as it is).
+Offload = Callable[..., Awaitable[Any]]
 
 
-async def _body(request: Request) -> bytes:
-    """The body, not cached on the request (Request.body() keeps a copy until the response is sent)."""
-    return b"".join([chunk async for chunk in request.stream()])
+async def _from_json(
+    request: Request, many: bool, max_images: int, max_bytes: int, offload: Offload
+) -> UploadRequest:
+    # joined, parsed and base64-decoded in a worker thread: a large body must not stall the event
+    # loop (and with it /healthz) for the milliseconds that takes
+    return await offload(_json_uploads, await _chunks(request), many, max_images, max_bytes)
 
 
-async def read_uploads(request: Request, many: bool, max_images: int, max_bytes: int) -> UploadRequest:
+async def _chunks(request: Request) -> list[bytes]:
+    """The body's chunks, not cached on the request (Request.body() keeps a copy until the response)."""
+    return [chunk async for chunk in request.stream()]
+
+
+async def read_uploads(
+    request: Request,
+    many: bool,
+    max_images: int,
+    max_bytes: int,
+    offload: Offload = run_in_threadpool,
+) -> UploadRequest:
     """The request's image bytes, whatever the accepted encoding; ApiError for anything else."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == "multipart/form-data":
         return await _from_form(request, BATCH_FIELDS if many else IMAGE_FIELDS, max_images, max_bytes)
     if content_type == "application/json":
-        return await _from_json(request, many, max_images, max_bytes)
+        return await _from_json(request, many, max_images, max_bytes, offload)
     if not many and (content_type.startswith("image/") or content_type == "application/octet-stream"):
-        data = await _body(request)
+        data = await offload(b"".join, await _chunks(request))
         if len(data) > max_bytes:
             raise _too_large("body", len(data), max_bytes)
         return UploadRequest([Upload("image", data)], None)
