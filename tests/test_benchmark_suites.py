@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from addressclip.benchmark.ablations import coverage_manifest
+from addressclip.benchmark.ablations import coverage_manifest, unseen_addresses, unseen_manifest
 from addressclip.benchmark.options import BenchmarkOptions
 from addressclip.benchmark.report import ACCURACY_COLUMNS, format_bytes, format_stat
 from addressclip.benchmark.suites import run_benchmark
@@ -137,6 +137,45 @@ def test_coverage_keeps_a_share_of_locations_per_address(toy, tmp_path: Path):
     assert len(train) == 6 * 1 * 2
     assert reduced.vocabulary == data.vocabulary  # the same candidate set
     assert (reduced.frame["split"] != "train").sum() == (data.frame["split"] != "train").sum()
+
+
+def test_unseen_sub_streets_lose_their_train_and_val_photos_only(toy, tmp_path: Path):
+    data = EvalData.load(toy[0], progress=False)
+    unseen = unseen_addresses(data, 0.3, seed=0)
+    assert len(unseen) == 2 and unseen == unseen_addresses(data, 0.3, seed=0)  # 30 % of 6, seeded
+    assert unseen_addresses(data, 0.01, seed=0) != []  # at least one
+    reduced = EvalData.load(unseen_manifest(data, unseen, seed=0, out=tmp_path), progress=False)
+    gone = reduced.frame[reduced.frame["address_id"].isin(unseen)]
+    assert set(gone["split"]) == {"test"}
+    assert len(gone) == (data.frame["address_id"].isin(unseen) & (data.frame["split"] == "test")).sum()
+    kept = data.frame[~data.frame["address_id"].isin(unseen)]
+    assert len(reduced.frame) == len(kept) + len(gone)
+    assert reduced.vocabulary == data.vocabulary  # still candidates: by their text only
+
+
+def test_open_set_rows_split_test_photos_into_unseen_and_seen(toy, tmp_path: Path):
+    manifest, init = toy
+    options = BenchmarkOptions(
+        "ablation", manifest, tmp_path, "tiny", FAST, init, progress=False, figures=False,
+        ablation_groups=("openset",),
+    )  # fmt: skip
+    report = run_benchmark(options).read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    seen_row, unseen_row = results["ablation_table"]
+    assert "seen SSA-1" not in seen_row and unseen_row["unseen SSA-1"]["n"] == 1
+    run = results["ablations"][1]["runs"][0]
+    data = EvalData.load(manifest, progress=False)
+    test = data.frame[data.frame["split"] == "test"]
+    split = run["by_seen"]
+    assert split["unseen"]["queries"] == test["address_id"].isin(run["unseen"]).sum()
+    assert split["unseen"]["queries"] + split["seen"]["queries"] == run["metrics"]["queries"] == len(test)
+    queries = pd.read_parquet(tmp_path / "ablations" / "default-unseen0100" / "seed0" / "queries.parquet")
+    unseen_rows = np.isin(np.asarray(data.vocabulary.address_ids)[queries["truth"]], run["unseen"])
+    assert split["unseen"]["SSA-1"] == pytest.approx(
+        100 * (queries["truth_position"][unseen_rows] <= 1).mean()
+    )
+    rows = _table_rows(report, "## Ablations")
+    assert rows["10 % of sub-streets unseen"][-2] == format_stat(unseen_row["unseen SSA-1"])
 
 
 def test_bad_options_fail_with_one_line(toy, tmp_path: Path, capsys):

@@ -81,6 +81,11 @@ def ablation_table(ablations: list[dict]) -> list[dict[str, object]]:
     for entry in ablations:
         row = summarise_runs(entry["runs"])
         row.update({"group": entry["group"], "label": entry["label"], "overrides": entry["overrides"]})
+        if any("by_seen" in r for r in entry["runs"]):  # open set: the unseen / seen sub-streets apart
+            for part in ("unseen", "seen"):
+                row[f"{part} SSA-1"] = _stats(
+                    [(r.get("by_seen") or {}).get(part, {}).get("SSA-1") for r in entry["runs"]]
+                )
         table.append(row)
     return table
 
@@ -128,20 +133,26 @@ def main_table_markdown(table: list[dict]) -> str:
     return _table(header, rows)
 
 
+SEEN_COLUMNS = ("unseen SSA-1", "seen SSA-1")  # the open-set rows' test photos, split
+
+
 def ablation_markdown(table: list[dict]) -> str:
     parts = []
     for group in dict.fromkeys(r["group"] for r in table):
+        members = [r for r in table if r["group"] == group]
+        extra = [c for c in SEEN_COLUMNS if any(c in r for r in members)]
         rows = [
             [
                 str(r["label"]),
                 *(format_stat(r[c]) for c in ACCURACY_COLUMNS),
                 format_stat(r["median_error_m"], 0),
+                *(format_stat(r.get(c)) for c in extra),
             ]
-            for r in table
-            if r["group"] == group
+            for r in members
         ]
         title = ABLATION_TITLES.get(group, group)
-        parts.append(f"**{title}**\n\n" + _table(["Setting", *ACCURACY_COLUMNS, "median error (m)"], rows))
+        header = ["Setting", *ACCURACY_COLUMNS, "median error (m)", *extra]
+        parts.append(f"**{title}**\n\n" + _table(header, rows))
     return "\n\n".join(parts)
 
 

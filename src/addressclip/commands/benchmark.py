@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ablations",
         metavar="GROUPS",
-        help="comma-separated ablation groups: loss, caption, geo, targets, freezing, coverage "
+        help="comma-separated ablation groups: loss, caption, geo, targets, freezing, coverage, openset "
         "(default: all)",
     )
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
