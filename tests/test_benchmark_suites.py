@@ -11,6 +11,7 @@ import pytest
 
 from addressclip.benchmark.ablations import coverage_manifest, unseen_addresses, unseen_manifest
 from addressclip.benchmark.options import BenchmarkOptions
+from addressclip.benchmark.paired import bootstrap_difference
 from addressclip.benchmark.report import ACCURACY_COLUMNS, format_bytes, format_stat
 from addressclip.benchmark.suites import run_benchmark
 from addressclip.cli import main
@@ -188,3 +189,37 @@ def test_bad_options_fail_with_one_line(toy, tmp_path: Path, capsys):
     assert main(["benchmark", "--suite", "demo", "--data", str(manifest), "--out", str(tmp_path),
                  "--init", str(tmp_path / "missing.pt"), "--quiet"]) == 2  # fmt: skip
     assert re.search(r"missing\.pt", capsys.readouterr().err)
+
+
+def test_bootstrap_interval_of_paired_hits():
+    ones, zeros = np.ones(50), np.zeros(50)
+    assert bootstrap_difference(ones, ones) == (0.0, 0.0)
+    assert bootstrap_difference(ones, zeros) == (100.0, 100.0)
+    mixed = np.tile([1.0, 0.0], 100)
+    low, high = bootstrap_difference(mixed, np.roll(mixed, 1))
+    assert low < 0.0 < high  # 50 % vs 50 %, every query disagreeing: no direction
+
+
+def test_main_suite_compares_addressclip_and_the_fine_tune_query_by_query(toy, tmp_path: Path):
+    manifest, init = toy
+    options = BenchmarkOptions(
+        "main", manifest, tmp_path, "tiny", FAST, init, progress=False, figures=False, seeds=2,
+        methods=("addressclip", "finetune_address"),
+    )  # fmt: skip
+    report = run_benchmark(options).read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    paired = results["paired"]
+    assert paired["seeds"] == [0, 1]
+    by_seed = {
+        m: {r["seed"]: r["metrics"]["SSA-1"] for r in results["methods"][m]} for m in results["methods"]
+    }
+    for row in paired["per_seed"]:
+        a, b = by_seed["addressclip"][row["seed"]], by_seed["finetune_address"][row["seed"]]
+        assert row["difference"] == pytest.approx(a - b)
+        assert row["ci95"][0] <= row["difference"] + 1e-9 and row["difference"] - 1e-9 <= row["ci95"][1]
+    counts = paired["addresses"]
+    assert counts["gain"] + counts["loss"] + counts["tie"] == counts["count"] == 6
+    assert sum(q["addresses"] for q in paired["by_train_photos"]) == 6
+    assert all(len(curve) == 1 for curve in paired["curves"]["addressclip"])  # one epoch: one val point
+    assert "## AddressCLIP vs the L_address-only fine-tune (paired)" in report
+    assert f"{paired['per_seed'][0]['difference']:+.1f}" in report

@@ -18,6 +18,7 @@ from addressclip.baselines.registry import BASELINES
 from addressclip.benchmark.ablations import ABLATION_TITLES
 from addressclip.benchmark.figures import make_figures
 from addressclip.benchmark.options import FEATURED
+from addressclip.benchmark.paired import METHOD, REFERENCE, paired_comparison, paired_markdown
 from addressclip.eval.evaluate import EvalData
 
 ACCURACY_COLUMNS: tuple[str, ...] = ("SSA-1", "SSA-5", "SA-1", "SA-5")
@@ -250,6 +251,8 @@ def report_markdown(results: dict, figures: dict[str, str]) -> str:
             parts.append(
                 f"\nNot run here: {', '.join(missing)} (`addressclip benchmark --suite main` runs them)."
             )
+    if results.get("paired"):
+        parts += paired_markdown(results["paired"])
     ablations = results.get("ablation_table") or []
     if ablations:
         parts += ["", "## Ablations (AddressCLIP)", "", ablation_markdown(ablations)]
@@ -271,6 +274,9 @@ def write_report(out: Path, results: dict, data: EvalData, options, figures: boo
     """Fill the derived tables into `results`, write results.json, figures and report.md."""
     results["main_table"] = main_table(results.get("methods", {}))
     results["ablation_table"] = ablation_table(results.get("ablations", []))
+    methods = results.get("methods", {})
+    seeds = sorted({r.get("seed", 0) for name in (METHOD, REFERENCE) for r in methods.get(name, [])})
+    results["paired"] = paired_comparison(out, data.frame, seeds) if seeds else None
     figure_paths: dict[str, str] = {}
     if figures:
         figure_paths = make_figures(out, results, data)
