@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def main() -> int:
     result = {
         "what": f"read + decode + resize + augment to {args.size} px, one process, 1 torch/PIL thread; "
         "images per CPU second of the process (one core); shards_v1 = the previous pixels in the same run",
-        "command": "nice -n 10 .venv/bin/python speed/bench_shards.py",
+        "command": " ".join([".venv/bin/python speed/bench_shards.py", *sys.argv[1:]]),
         "target_images_per_core": args.target,
         "sources": sources,
         "v2_vs_v1_pixels_on_real_photos": real_photo_difference(args.size),
