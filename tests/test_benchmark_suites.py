@@ -223,3 +223,22 @@ def test_main_suite_compares_addressclip_and_the_fine_tune_query_by_query(toy, t
     assert all(len(curve) == 1 for curve in paired["curves"]["addressclip"])  # one epoch: one val point
     assert "## AddressCLIP vs the L_address-only fine-tune (paired)" in report
     assert f"{paired['per_seed'][0]['difference']:+.1f}" in report
+
+
+@pytest.mark.parametrize("tested", [1, 3, 5])
+def test_paired_comparison_with_few_tested_addresses(tmp_path: Path, tested: int):
+    from addressclip.benchmark.paired import paired_comparison
+
+    addresses = [f"a{i}" for i in range(tested)]
+    frame = pd.DataFrame({"address_id": addresses * 3, "split": ["train"] * tested * 2 + ["test"] * tested})
+    rows = np.arange(2 * tested, 3 * tested)
+    for name, hits in (("addressclip", 1), ("finetune_address", 2)):
+        folder = tmp_path / "methods" / name / "seed0"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"row": rows, "truth_position": np.full(tested, hits)}).to_parquet(
+            folder / "queries.parquet"
+        )
+    result = paired_comparison(tmp_path, frame, [0])
+    assert result["per_seed"][0]["difference"] == pytest.approx(100.0)
+    assert sum(q["addresses"] for q in result["by_train_photos"]) == tested
+    assert result["addresses"]["gain"] == tested

@@ -94,7 +94,8 @@ def paired_comparison(out: Path, frame: pd.DataFrame, seeds: list[int]) -> dict 
     train_photos = frame.loc[frame["split"] == "train", "address_id"].value_counts()
     by_address["train_photos"] = train_photos.reindex(by_address.index).fillna(0).to_numpy()
     delta = 100.0 * (by_address["a"] - by_address["b"])
-    quartiles = pd.qcut(by_address["train_photos"].rank(method="first"), 4, labels=False)
+    bins = min(4, len(by_address))  # quartiles; fewer bins when fewer addresses were tested
+    quartiles = pd.qcut(by_address["train_photos"].rank(method="first"), bins, labels=False)
     by_photos = [
         {
             "train_photos": [
@@ -105,7 +106,7 @@ def paired_comparison(out: Path, frame: pd.DataFrame, seeds: list[int]) -> dict 
             "addressclip": float(100.0 * by_address["a"][quartiles == q].mean()),
             "finetune_address": float(100.0 * by_address["b"][quartiles == q].mean()),
         }
-        for q in range(4)
+        for q in range(bins)
     ]
     differences = [s["difference"] for s in per_seed]
     a_values = [s["addressclip"] for s in per_seed]
