@@ -60,7 +60,14 @@ from addressclip.serve.predictor import AddressPredictor, Prediction
 from addressclip.serve.priority import DEFAULT_BULK_NICE, BulkRunner
 from addressclip.serve.search import AddressIndex
 from addressclip.serve.sequences import sequence_params
-from addressclip.serve.uploads import Upload, body_top_k, json_upload, parse_json, read_uploads
+from addressclip.serve.uploads import (
+    Upload,
+    body_chunks,
+    body_top_k,
+    json_upload,
+    parse_json,
+    read_uploads,
+)
 
 log = logging.getLogger("addressclip.serve")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -376,7 +383,7 @@ def _add_api_routes(app: FastAPI, service: _Service) -> None:
                 f"Content-Type '{content_type or 'none'}' not accepted: send application/json "
                 '({"images": [base64, ...], "timestamps": [...]})',
             )
-        raw = b"".join([chunk async for chunk in request.stream()])
+        raw = await service.bulk(b"".join, await body_chunks(request))  # joined off the event loop
         uploads, timestamps, positions, body_top_k = await service.bulk(
             _sequence_request,
             raw,

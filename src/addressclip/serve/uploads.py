@@ -191,10 +191,10 @@ async def _from_json(
 ) -> UploadRequest:
     # joined, parsed and base64-decoded in a worker thread: a large body must not stall the event
     # loop (and with it /healthz) for the milliseconds that takes
-    return await offload(_json_uploads, await _chunks(request), many, max_images, max_bytes)
+    return await offload(_json_uploads, await body_chunks(request), many, max_images, max_bytes)
 
 
-async def _chunks(request: Request) -> list[bytes]:
+async def body_chunks(request: Request) -> list[bytes]:
     """The body's chunks, not cached on the request (Request.body() keeps a copy until the response)."""
     return [chunk async for chunk in request.stream()]
 
@@ -213,7 +213,7 @@ async def read_uploads(
     if content_type == "application/json":
         return await _from_json(request, many, max_images, max_bytes, offload)
     if not many and (content_type.startswith("image/") or content_type == "application/octet-stream"):
-        data = await offload(b"".join, await _chunks(request))
+        data = await offload(b"".join, await body_chunks(request))
         if len(data) > max_bytes:
             raise _too_large("body", len(data), max_bytes)
         return UploadRequest([Upload("image", data)], None)
